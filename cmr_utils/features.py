@@ -1,0 +1,139 @@
+"""Feature store: encoder outputs cached on disk, keyed by everything that produced them.
+
+An entry is a folder ``<cache>/features/<key>/`` holding ``X.npy`` (float32, memory-mappable),
+``index.csv`` (recipe_id, image_id per row), ``skipped.csv`` (id, reason) and ``meta.json``.
+Work is done in shards written atomically under ``<key>.parts/``, so an interrupted extraction
+resumes from the last finished shard and the final entry appears in one rename.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .data import Recipe1M
+from .io import atomic_dir, atomic_file, key
+
+VERSION = 1  # bump when the layout or the meaning of stored features changes
+SHARD_SIZE = 1024
+
+
+@dataclass
+class Features:
+    X: np.ndarray
+    index: pd.DataFrame  # recipe_id, image_id ('' for text)
+    skipped: pd.DataFrame  # id, reason
+    meta: dict
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Features":
+        path = Path(path)
+        return cls(np.load(path / "X.npy", mmap_mode="r"),
+                   pd.read_csv(path / "index.csv", dtype=str, keep_default_na=False),
+                   pd.read_csv(path / "skipped.csv", dtype=str, keep_default_na=False),
+                   json.loads((path / "meta.json").read_text()))
+
+
+def text_features(ds: Recipe1M, split: str, kind: str, encoder, cache_dir: str | Path,
+                  fingerprint: str, progress: bool = True) -> Path:
+    """Encode one text kind of one split; recipes whose text of that kind is empty are skipped."""
+    recipes = ds.split(split)
+    meta = {"modality": "text", "split": split, "text_kind": kind, "encoder": encoder.config,
+            "data": fingerprint, "version": VERSION}
+    dest = Path(cache_dir) / "features" / key(meta)
+    if (dest / "X.npy").exists():
+        return dest
+    texts = [(r.id, r.text(kind)) for r in recipes]
+    items = [(rid, t) for rid, t in texts if t]
+    skipped = [(rid, f"empty {kind}") for rid, t in texts if not t]
+    X, _ = _sharded(dest, "text", items, lambda chunk: (encoder.encode([t for _, t in chunk], progress), {}),
+                    encoder.dim)
+    index = pd.DataFrame({"recipe_id": [rid for rid, _ in items], "image_id": ""})
+    _store(dest, X, index, skipped, meta)
+    return dest
+
+
+def image_features(ds: Recipe1M, split: str, encoder, cache_dir: str | Path, fingerprint: str,
+                   all_images: bool, progress: bool = True) -> Path:
+    """Encode the images of one split: every image (``all_images``) or the first readable one per recipe.
+
+    For the first-image protocol a recipe whose first image cannot be decoded falls back to its
+    next image, round by round, so only images actually used are encoded.
+    """
+    recipes = ds.split(split)
+    meta = {"modality": "image", "split": split, "all_images": all_images, "encoder": encoder.config,
+            "data": fingerprint, "version": VERSION}
+    dest = Path(cache_dir) / "features" / key(meta)
+    if (dest / "X.npy").exists():
+        return dest
+    encode = lambda chunk: encoder.encode([ds.image_path(split, im) for _, im in chunk], progress)  # noqa: E731
+    blocks, rows, skipped = [], [], []
+    if all_images:
+        items = [(r.id, im) for r in recipes for im in r.images]
+        X, failed = _sharded(dest, "all", items, encode, encoder.dim)
+        keep = [i for i in range(len(items)) if i not in failed]
+        blocks.append(X[keep])
+        rows += [items[i] for i in keep]
+        skipped += [(items[i][1], reason) for i, reason in failed.items()]
+    else:
+        pending = recipes
+        for round_ in range(max((len(r.images) for r in recipes), default=0)):
+            items = [(r.id, r.images[round_]) for r in pending if round_ < len(r.images)]
+            X, failed = _sharded(dest, f"round{round_}", items, encode, encoder.dim)
+            keep = [i for i in range(len(items)) if i not in failed]
+            blocks.append(X[keep])
+            rows += [items[i] for i in keep]
+            skipped += [(items[i][1], reason) for i, reason in failed.items()]
+            done = {items[i][0] for i in keep}
+            pending = [r for r in pending if r.id not in done and round_ + 1 < len(r.images)]
+        found = {rid for rid, _ in rows}
+        skipped += [(r.id, "no readable image") for r in recipes if r.id not in found]
+    # keep file order of recipes so the result does not depend on which round found an image
+    order = {r.id: i for i, r in enumerate(recipes)}
+    X = np.concatenate(blocks) if blocks else np.zeros((0, encoder.dim), np.float32)
+    perm = sorted(range(len(rows)), key=lambda i: (order[rows[i][0]], i))
+    index = pd.DataFrame([rows[i] for i in perm], columns=["recipe_id", "image_id"])
+    _store(dest, X[perm], index, skipped, meta)
+    return dest
+
+
+def paired(image: Features, text: Features) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Row-aligned (image features, text features, index) for images whose recipe has text features."""
+    text_row = {rid: i for i, rid in enumerate(text.index["recipe_id"])}
+    rows = [(i, text_row[rid]) for i, rid in enumerate(image.index["recipe_id"]) if rid in text_row]
+    ii = np.array([a for a, _ in rows], dtype=np.int64)
+    tt = np.array([b for _, b in rows], dtype=np.int64)
+    return np.asarray(image.X[ii]), np.asarray(text.X[tt]), image.index.iloc[ii].reset_index(drop=True)
+
+
+def _sharded(dest: Path, tag: str, items: list, encode: Callable, dim: int) -> tuple[np.ndarray, dict[int, str]]:
+    """Run ``encode`` over ``items`` shard by shard, reusing shards an earlier run finished."""
+    parts = dest.with_name(dest.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    blocks, failed = [], {}
+    for s, start in enumerate(range(0, len(items), SHARD_SIZE)):
+        f = parts / f"{tag}-{s:05d}.npz"
+        if not f.exists():
+            X, bad = encode(items[start:start + SHARD_SIZE])
+            with atomic_file(f) as tmp:
+                np.savez(tmp, X=X, bad_idx=np.array(list(bad), dtype=np.int64),
+                         bad_reason=np.array(list(bad.values()), dtype=str))
+        with np.load(f) as z:
+            blocks.append(z["X"])
+            failed.update({start + int(i): str(r) for i, r in zip(z["bad_idx"], z["bad_reason"])})
+    X = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
+    return X, failed
+
+
+def _store(dest: Path, X: np.ndarray, index: pd.DataFrame, skipped: list, meta: dict) -> None:
+    with atomic_dir(dest) as tmp:
+        np.save(tmp / "X.npy", np.ascontiguousarray(X, dtype=np.float32))
+        index.to_csv(tmp / "index.csv", index=False)
+        pd.DataFrame(skipped, columns=["id", "reason"]).to_csv(tmp / "skipped.csv", index=False)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    shutil.rmtree(dest.with_name(dest.name + ".parts"), ignore_errors=True)

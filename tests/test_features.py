@@ -1,0 +1,98 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from cmr_utils import features as F
+from cmr_utils.data import Recipe1M
+
+
+class HashEncoder:
+    """Deterministic stand-in encoder that counts what it encodes and can fail mid-way."""
+
+    dim = 4
+    config = {"name": "hash"}
+
+    def __init__(self, fail_after=None):
+        self.calls, self.seen, self.fail_after = 0, 0, fail_after
+
+    def _vec(self, s):
+        return np.frombuffer(str(s).encode().ljust(16, b"_")[:16], dtype=np.uint8).reshape(4, 4).sum(0)
+
+    def _tick(self, n):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        self.calls += 1
+        self.seen += n
+
+    def encode(self, items, progress=True):
+        self._tick(len(items))
+        if items and not isinstance(items[0], str):  # image paths
+            return np.array([self._vec(p.name) for p in items], np.float32), \
+                {i: "empty file" for i, p in enumerate(items) if p.stat().st_size == 0}
+        return np.array([self._vec(t) for t in items], np.float32).reshape(-1, 4)
+
+
+@pytest.fixture
+def corpus(demo_root, tmp_path):
+    root = tmp_path / "corpus"
+    shutil.copytree(demo_root, root)
+    return Recipe1M(root)
+
+
+def test_text_features_cached_and_skip_empty_text(corpus, tmp_path):
+    rid = corpus.split("val")[0].id
+    corpus.recipes[rid].instructions = []
+    enc = HashEncoder()
+    path = F.text_features(corpus, "val", "instructions", enc, tmp_path / "c", "fp")
+    feats = F.Features.load(path)
+    assert rid not in set(feats.index.recipe_id)
+    assert feats.skipped.values.tolist() == [[rid, "empty instructions"]]
+    assert feats.X.shape == (len(corpus.split("val")) - 1, 4) and feats.X.dtype == np.float32
+    calls = enc.calls
+    assert F.text_features(corpus, "val", "instructions", enc, tmp_path / "c", "fp") == path
+    assert enc.calls == calls
+    assert F.text_features(corpus, "val", "instructions", enc, tmp_path / "c", "other data") != path
+
+
+def test_first_readable_image_falls_back_to_the_next(corpus, tmp_path):
+    multi = [r for r in corpus.split("train") if len(r.images) > 1][0]
+    corpus.recipes[multi.id].partition = "test"  # reuse a multi-photo recipe as a test recipe
+    for im in multi.images:
+        dst = corpus.image_path("test", im)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(corpus.image_path("train", im), dst)
+    corpus.image_path("test", multi.images[0]).write_bytes(b"")
+    path = F.image_features(corpus, "test", HashEncoder(), tmp_path / "c", "fp", all_images=False)
+    feats = F.Features.load(path)
+    row = feats.index[feats.index.recipe_id == multi.id]
+    assert row.image_id.tolist() == [multi.images[1]]
+    assert [multi.images[0], "empty file"] in feats.skipped.values.tolist()
+    assert feats.index.recipe_id.tolist() == [r.id for r in corpus.split("test")]  # file order kept
+
+
+def test_interrupted_extraction_resumes_to_identical_result(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(F, "SHARD_SIZE", 7)
+    full = F.Features.load(F.image_features(corpus, "train", HashEncoder(), tmp_path / "a", "fp", all_images=True))
+    with pytest.raises(KeyboardInterrupt):
+        F.image_features(corpus, "train", HashEncoder(fail_after=2), tmp_path / "b", "fp", all_images=True)
+    assert not list((tmp_path / "b" / "features").glob("*/X.npy"))  # no half-written entry
+    resumed_enc = HashEncoder()
+    resumed = F.Features.load(F.image_features(corpus, "train", resumed_enc, tmp_path / "b", "fp", all_images=True))
+    n = sum(len(r.images) for r in corpus.split("train"))
+    assert resumed_enc.seen == n - 14  # the two finished shards were not encoded again
+    np.testing.assert_array_equal(resumed.X, full.X)
+    assert resumed.index.equals(full.index)
+
+
+def test_paired_aligns_rows_by_recipe(corpus, tmp_path):
+    enc = HashEncoder()
+    img = F.Features.load(F.image_features(corpus, "train", enc, tmp_path, "fp", all_images=True))
+    corpus.recipes[corpus.split("train")[0].id].title = ""
+    txt = F.Features.load(F.text_features(corpus, "train", "title", enc, tmp_path, "fp"))
+    X, Y, index = F.paired(img, txt)
+    assert len(X) == len(Y) == len(index) == len(img.X) - len(corpus.split("train")[0].images)
+    for i in range(len(index)):
+        np.testing.assert_array_equal(Y[i], enc._vec(corpus.recipes[index.recipe_id[i]].title))
+        np.testing.assert_array_equal(X[i], enc._vec(index.image_id[i]))

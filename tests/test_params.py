@@ -1,0 +1,52 @@
+import time
+from pathlib import Path
+
+import pytest
+
+from cmr_utils import params as P
+from cmr_utils import run as R
+
+NOTEBOOKS = {nb: P.notebook_parameters(R.NOTEBOOK_DIR / f"{nb}.py") for nb in R.NOTEBOOKS}
+
+
+def test_every_notebook_declares_its_run_folder():
+    for nb, declared in NOTEBOOKS.items():
+        assert "run_dir" in declared, nb
+
+
+@pytest.mark.parametrize("yaml_file", sorted((R.ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_params_files_are_valid(yaml_file):
+    P.check(P.load(yaml_file), NOTEBOOKS, str(yaml_file))
+
+
+def test_misspelt_key_names_key_file_and_closest_name():
+    with pytest.raises(P.ParameterError) as e:
+        P.check({"latent_dimz": [2, 10]}, NOTEBOOKS, "grid.yaml")
+    msg = str(e.value)
+    assert "latent_dimz" in msg and "grid.yaml" in msg and "'latent_dims'" in msg
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(P.ParameterError, match="shrinkage"):
+        P.check({"shrinkage": "lots"}, NOTEBOOKS, "x.yaml")
+    with pytest.raises(P.ParameterError, match="latent_dims"):
+        P.check({"latent_dims": [2, "ten"]}, NOTEBOOKS, "x.yaml")
+    P.check({"shrinkage": 1, "data_dir": "/somewhere", "latent_dims": [3]}, NOTEBOOKS, "x.yaml")
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("n_bags: 10\nmodels: [cca]\n")
+    p = P.load(f, ["n_bags=3", "latent_dims=[2, 5]", "data_dir=/x/y"])
+    assert p == {"n_bags": 3, "models": ["cca"], "latent_dims": [2, 5], "data_dir": "/x/y"}
+    with pytest.raises(P.ParameterError):
+        P.load(f, ["n_bags"])
+
+
+def test_runner_rejects_typo_before_running_anything(tmp_path):
+    f = tmp_path / "grid.yaml"
+    f.write_text("demo_recipes: 100\nmodles: [cca]\n")
+    t0 = time.time()
+    assert R.main([str(f), "--name", "typo"]) == 1
+    assert time.time() - t0 < 10
+    assert not (R.ROOT / "reports" / "typo").exists()

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from cmr_utils.retrieval import evaluate, metrics, normalize, protocol_name, ranks
+
+
+def brute_ranks(Q, G):
+    """Reference: sort each query's scores; rank = 1-based position of the truth placed after its ties."""
+    S = Q @ G.T
+    out = []
+    for i, row in enumerate(S):
+        order = sorted(range(len(row)), key=lambda j: (-row[j], j == i))
+        out.append(order.index(i) + 1)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_ranks_match_brute_force_with_ties(chunk):
+    rng = np.random.default_rng(0)
+    Q = rng.integers(-2, 3, size=(53, 3)).astype(float)  # small integers: many exact ties
+    G = rng.integers(-2, 3, size=(53, 3)).astype(float)
+    np.testing.assert_array_equal(ranks(Q, G, chunk=chunk), brute_ranks(Q, G))
+
+
+def test_ranks_extremes():
+    Z = normalize(np.random.default_rng(1).normal(size=(40, 8)), "cosine")
+    assert (ranks(Z, Z) == 1).all()
+    const = np.ones((40, 3))
+    assert (ranks(const, const) == 40).all()  # all tied: the truth gets the worst rank, not the best
+
+
+def test_metrics_against_definition():
+    r = np.random.default_rng(2).integers(1, 50, size=101)
+    m = metrics(r)
+    assert m["medr"] == sorted(r)[50]
+    for k in (1, 5, 10):
+        assert m[f"r{k}"] == pytest.approx(100 * sum(x <= k for x in r) / len(r))
+
+
+def test_correlation_score_is_pearson():
+    rng = np.random.default_rng(3)
+    A, B = rng.normal(size=(5, 12)), rng.normal(size=(5, 12))
+    S = normalize(A, "correlation") @ normalize(B, "correlation").T
+    ref = np.corrcoef(A, B)[:5, 5:]
+    np.testing.assert_allclose(S, ref, atol=1e-12)
+
+
+def test_weighted_score_scales_dims_by_correlation():
+    Z = np.array([[1.0, 1.0]])
+    out = normalize(Z, "weighted", corrs=np.array([1.0, 0.5]), power=1)
+    np.testing.assert_allclose(out, [[2 / np.sqrt(5), 1 / np.sqrt(5)]])
+    with pytest.raises(ValueError):
+        normalize(Z, "weighted")
+
+
+def test_evaluate_bags_seeded_and_informative():
+    rng = np.random.default_rng(4)
+    latent = rng.normal(size=(300, 10))
+    Zi, Zt = latent + 0.5 * rng.normal(size=latent.shape), latent + 0.5 * rng.normal(size=latent.shape)
+    a = evaluate(Zi, Zt, "cosine", 100, 5, seed=7)
+    b = evaluate(Zi, Zt, "cosine", 100, 5, seed=7)
+    assert a == b
+    assert {r["direction"] for r in a} == {"im2recipe", "recipe2im"}
+    assert all(r["n_bags"] == 5 and r["bag_size"] == 100 and r["medr_std"] >= 0 for r in a)
+    noise = evaluate(rng.normal(size=(300, 10)), rng.normal(size=(300, 10)), "cosine", 100, 5, seed=7)
+    assert a[0]["r1"] > 5 * noise[0]["r1"] + 1 and a[0]["medr"] < noise[0]["medr"]
+
+
+def test_evaluate_whole_set_once_when_bag_too_large():
+    Z = np.random.default_rng(5).normal(size=(30, 4))
+    rows = evaluate(Z, Z, "cosine", 1000, 10, seed=0)
+    assert all(r["n_bags"] == 1 and r["bag_size"] == 30 and r["r1"] == 100 for r in rows)
+    assert protocol_name(1000) == "1k" and protocol_name(10000) == "10k" and protocol_name(30) == "30"
+    assert protocol_name(0) == "full"
