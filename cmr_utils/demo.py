@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
-from .io import atomic_dir
+from .io import atomic_dir, locked
 
 VERSION = 1  # bump when the output of generate() changes
 IMAGE_SIZE = 256
@@ -115,10 +115,11 @@ def generate(root: str | Path, n_recipes: int = 3000, seed: int = 0, progress: b
 def ensure(cache_dir: str | Path, n_recipes: int = 3000, seed: int = 0) -> Path:
     """Return the demo corpus for these settings, generating it once per cache."""
     root = Path(cache_dir) / "data" / f"demo-v{VERSION}-n{n_recipes}-s{seed}"
-    if not (root / "layer2.json").exists():
-        if root.exists():
-            shutil.rmtree(root)
-        generate(root, n_recipes, seed)
+    with locked(root):
+        if not (root / "layer2.json").exists():
+            if root.exists():
+                shutil.rmtree(root)
+            generate(root, n_recipes, seed)
     return root
 
 

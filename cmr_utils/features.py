@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .data import Recipe1M
-from .io import atomic_dir, atomic_file, key
+from .io import atomic_dir, atomic_file, key, locked
 
 VERSION = 1  # bump when the layout or the meaning of stored features changes
 SHARD_SIZE = 1024
@@ -46,8 +46,13 @@ def text_features(ds: Recipe1M, split: str, kind: str, encoder, cache_dir: str |
     meta = {"modality": "text", "split": split, "text_kind": kind, "encoder": encoder.config,
             "data": fingerprint, "version": VERSION}
     dest = Path(cache_dir) / "features" / key(meta)
-    if (dest / "X.npy").exists():
-        return dest
+    with locked(dest):
+        if not (dest / "X.npy").exists():
+            _text_features(recipes, kind, encoder, dest, meta, progress)
+    return dest
+
+
+def _text_features(recipes, kind, encoder, dest, meta, progress):
     texts = [(r.id, r.text(kind)) for r in recipes]
     items = [(rid, t) for rid, t in texts if t]
     skipped = [(rid, f"empty {kind}") for rid, t in texts if not t]
@@ -55,7 +60,6 @@ def text_features(ds: Recipe1M, split: str, kind: str, encoder, cache_dir: str |
                     encoder.dim)
     index = pd.DataFrame({"recipe_id": [rid for rid, _ in items], "image_id": ""})
     _store(dest, X, index, skipped, meta)
-    return dest
 
 
 def image_features(ds: Recipe1M, split: str, encoder, cache_dir: str | Path, fingerprint: str,
@@ -69,8 +73,13 @@ def image_features(ds: Recipe1M, split: str, encoder, cache_dir: str | Path, fin
     meta = {"modality": "image", "split": split, "all_images": all_images, "encoder": encoder.config,
             "data": fingerprint, "version": VERSION}
     dest = Path(cache_dir) / "features" / key(meta)
-    if (dest / "X.npy").exists():
-        return dest
+    with locked(dest):
+        if not (dest / "X.npy").exists():
+            _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress)
+    return dest
+
+
+def _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress):
     encode = lambda chunk: encoder.encode([ds.image_path(split, im) for _, im in chunk], progress)  # noqa: E731
     blocks, rows, skipped = [], [], []
     if all_images:
@@ -99,7 +108,6 @@ def image_features(ds: Recipe1M, split: str, encoder, cache_dir: str | Path, fin
     perm = sorted(range(len(rows)), key=lambda i: (order[rows[i][0]], i))
     index = pd.DataFrame([rows[i] for i in perm], columns=["recipe_id", "image_id"])
     _store(dest, X[perm], index, skipped, meta)
-    return dest
 
 
 def paired(image: Features, text: Features) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -109,6 +117,16 @@ def paired(image: Features, text: Features) -> tuple[np.ndarray, np.ndarray, pd.
     ii = np.array([a for a, _ in rows], dtype=np.int64)
     tt = np.array([b for _, b in rows], dtype=np.int64)
     return np.asarray(image.X[ii]), np.asarray(text.X[tt]), image.index.iloc[ii].reset_index(drop=True)
+
+
+def concat(parts: list[Features]) -> Features:
+    """Text features of several kinds side by side, for the recipes that have all of them."""
+    rows = [dict(zip(f.index.recipe_id, range(len(f.index)))) for f in parts]
+    ids = [rid for rid in parts[0].index.recipe_id if all(rid in r for r in rows)]
+    X = np.hstack([np.asarray(f.X)[[r[rid] for rid in ids]] for f, r in zip(parts, rows)])
+    skipped = pd.concat([f.skipped for f in parts], ignore_index=True).drop_duplicates("id")
+    return Features(X, pd.DataFrame({"recipe_id": ids, "image_id": ""}), skipped,
+                    {"modality": "text", "text_kind": "concat", "parts": [f.meta for f in parts]})
 
 
 def _sharded(dest: Path, tag: str, items: list, encode: Callable, dim: int) -> tuple[np.ndarray, dict[int, str]]:

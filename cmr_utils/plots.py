@@ -39,10 +39,28 @@ def best_per_kind(results: pd.DataFrame, direction: str = "im2recipe") -> pd.Dat
             .groupby("text_kind", sort=False).head(1).set_index("text_kind"))
 
 
+def paper_vs_chosen(results: pd.DataFrame, split: str = "test", paper_dim: int = 50) -> pd.DataFrame:
+    """Per text kind: the paper's configuration (plain CCA, dim 50, correlation) beside the one chosen on val."""
+    df = results[(results.split == split) & (results.direction == "im2recipe")]
+    df = df[df.protocol == df.protocol.iloc[0]]
+    keys = ["model", "shrinkage", "latent_dim", "score"]
+    rows = []
+    for kind, cfg in best_per_kind(results).iterrows():
+        here = df[df.text_kind == kind]
+        paper = here[(here.model == "cca") & (here.latent_dim == paper_dim) & (here.score == "correlation")]
+        chosen = here[(here[keys] == cfg[keys]).all(axis=1)]
+        for label, row in (("paper", paper), ("chosen on val", chosen)):
+            if len(row):
+                rows.append({"text_kind": kind, "configuration": label, **row.iloc[0][
+                    keys + ["protocol", "medr", "medr_std", "r1", "r5", "r10", "r10_std"]].to_dict()})
+    return pd.DataFrame(rows).set_index(["text_kind", "configuration"]).round(2)
+
+
 def recall_table(results: pd.DataFrame, split: str = "test", direction: str = "im2recipe") -> pd.DataFrame:
-    """Paper-style table: rows text kind × latent dim, columns protocol × (medR, R@1, R@5, R@10)."""
+    """The paper's Tables 1–2 layout: rows text kind × feature source × latent dim (per model and score),
+    columns protocol (1k, 10k, …) × (medR, R@1, R@5, R@10)."""
     df = results[(results.split == split) & (results.direction == direction)]
-    table = df.pivot_table(index=["model", "score", "text_kind", "latent_dim"], columns="protocol",
+    table = df.pivot_table(index=["model", "score", "text_kind", "features", "latent_dim"], columns="protocol",
                            values=["medr", "r1", "r5", "r10"], aggfunc="first")
     return table.swaplevel(0, 1, axis=1).sort_index(axis=1, level=0, sort_remaining=False).round(1)
 
@@ -108,3 +126,64 @@ def retrieval_examples(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, score, c
         axes[row, 1].axis("off")
     fig.tight_layout()
     return fig
+
+
+def arithmetic_examples(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, swaps, embed_text, score, corrs,
+                        k: int = 4):
+    """Vector arithmetic in the shared space: photo − text(a) + text(b) → nearest photos and recipes.
+
+    ``swaps`` is a list of (a, b) words; the query is the first test photo whose recipe title
+    contains a. ``embed_text`` maps a list of strings to latent text vectors.
+    """
+    from .encoders import load_image
+    swaps = [(a, b) for a, b in swaps if any(a in t.lower() for t in _titles(ds, index))]
+    if not swaps:
+        return None
+    Qi, Gt = normalize(Z_img, score, corrs), normalize(Z_txt, score, corrs)
+    fig, axes = plt.subplots(len(swaps), k + 1, figsize=(2.4 * (k + 1), 2.9 * len(swaps)), squeeze=False)
+    for row, (a, b) in enumerate(swaps):
+        q = next(i for i, t in enumerate(_titles(ds, index)) if a in t.lower())
+        Ta, Tb = normalize(embed_text([a, b]), score, corrs)
+        z = Qi[q] - Ta + Tb
+        nearest_img = [i for i in np.argsort(-(Qi @ z)) if i != q][:k]
+        nearest_txt = np.argsort(-(Gt @ z))[:3]
+        _show(axes[row, 0], ds, index, q, load_image)
+        axes[row, 0].set_title(f"{_short(ds, index, q)}\n− “{a}” + “{b}”", fontsize=8)
+        for col, i in enumerate(nearest_img, 1):
+            _show(axes[row, col], ds, index, i, load_image)
+            axes[row, col].set_title(_short(ds, index, i), fontsize=8)
+        axes[row, k].text(0.0, -0.12, "recipes: " + "; ".join(_short(ds, index, i, 30) for i in nearest_txt),
+                          transform=axes[row, k].transAxes, ha="right", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def photos_for_recipe(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, score, corrs, queries, k: int = 5):
+    """Recipe→image retrieval: each query recipe's title beside its top-k photos (the true one framed)."""
+    from .encoders import load_image
+    Qt, Gi = normalize(Z_txt, score, corrs), normalize(Z_img, score, corrs)
+    fig, axes = plt.subplots(len(queries), k, figsize=(2.2 * k, 2.5 * len(queries)), squeeze=False)
+    for row, q in enumerate(queries):
+        for col, i in enumerate(np.argsort(-(Gi @ Qt[q]))[:k]):
+            _show(axes[row, col], ds, index, i, load_image)
+            if i == q:
+                for spine in axes[row, col].spines.values():
+                    spine.set(visible=True, color="green", linewidth=4)
+        axes[row, 0].set_title(f"“{_short(ds, index, q, 60)}” →", fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def _titles(ds, index):
+    return [ds.recipes[r].title for r in index.recipe_id]
+
+
+def _short(ds, index, i, n: int = 24) -> str:
+    t = ds.recipes[index.recipe_id[i]].title
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+def _show(ax, ds, index, i, load_image):
+    ax.imshow(load_image(ds.image_path(ds.recipes[index.recipe_id[i]].partition, index.image_id[i])))
+    ax.set_xticks([])
+    ax.set_yticks([])

@@ -27,32 +27,63 @@ def write_index(run_dir: Path, steps: list[dict], params: dict) -> Path:
     run_dir = Path(run_dir)
     links = "".join(
         f"<li><a href='{s['notebook']}.html'>{s['notebook']}</a> "
-        f"({'ok' if s['ok'] else '<b>failed</b>'}, {s['seconds']:.1f} s) · "
+        f"({s['state'] if s['ok'] else '<b>failed</b>'}, {s['seconds']:.1f} s) · "
         f"<a href='{s['notebook']}.ipynb'>notebook</a></li>" for s in steps)
-    results = run_dir / "results.csv"
-    if results.exists():
-        df = pd.read_csv(results)
-        table = (f"<p><a href='results.csv'>results.csv</a>: {len(df)} rows; click a column to sort.</p>"
-                 + df.to_html(index=False, float_format=lambda v: f"{v:.2f}", classes="sortable", border=0))
-    else:
-        table = "<p>No results.csv: the evaluation notebook did not finish.</p>"
     manifest = run_dir / "features.json"
     data = json.loads(manifest.read_text()).get("data", {}) if manifest.exists() else {}
-    prov = {"git commit": _git(), "python": platform.python_version(),
-            **{p: _version(p) for p in PACKAGES}, "data": data.get("root", ""),
-            "data fingerprint": data.get("fingerprint", "")}
-    prov_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items())
-    par_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v))}</td></tr>"
-                       for k, v in sorted(params.items()))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>cmr run: {html.escape(run_dir.name)}</title>
+    sections = [("Reports", f"<ul>{links}</ul>"), ("Results", _results_table(run_dir / "results.csv")),
+                ("Provenance", _table(_provenance(data))), ("Parameters", _params_table(params))]
+    return _page(run_dir, f"cmr run: {run_dir.name}", sections)
+
+
+def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict]) -> Path:
+    """Index of a grid run: one row per point with its status and time, and all points' results in one table."""
+    run_dir = Path(run_dir)
+    rows, frames = [], []
+    for p in points:
+        link = f"<a href='{p['point']}/index.html'>{html.escape(p['point'])}</a>"
+        status = "ok" if p["error"] is None else f"<b>failed</b>: {html.escape(p['error'])}"
+        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{sum(s['seconds'] for s in p['steps']):.1f}</td></tr>")
+        results = run_dir / p["point"] / "results.csv"
+        if results.exists():
+            frames.append(pd.read_csv(results, dtype={"protocol": str}).assign(point=p["point"]))
+    if frames:
+        pd.concat(frames, ignore_index=True).to_csv(run_dir / "results.csv", index=False)
+    points_table = f"<table><tr><th>point</th><th>status</th><th>seconds</th></tr>{''.join(rows)}</table>"
+    first = next(iter(params.values()), {})
+    sections = [("Grid points", points_table), ("Results of all points", _results_table(run_dir / "results.csv")),
+                ("Provenance", _table(_provenance({}))), ("Parameters of the first point", _params_table(first))]
+    return _page(run_dir, f"cmr grid: {run_dir.name}", sections)
+
+
+def _results_table(path: Path) -> str:
+    if not path.exists():
+        return "<p>No results.csv: the evaluation notebook did not finish.</p>"
+    df = pd.read_csv(path, dtype={"protocol": str})
+    return (f"<p><a href='results.csv'>results.csv</a>: {len(df)} rows; click a column to sort.</p>"
+            + df.to_html(index=False, float_format=lambda v: f"{v:.2f}", classes="sortable", border=0))
+
+
+def _provenance(data: dict) -> dict:
+    return {"git commit": _git(), "python": platform.python_version(), **{p: _version(p) for p in PACKAGES},
+            "data": data.get("root", ""), "data fingerprint": data.get("fingerprint", "")}
+
+
+def _table(d: dict) -> str:
+    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                               for k, v in d.items()) + "</table>"
+
+
+def _params_table(params: dict) -> str:
+    return _table({k: json.dumps(v) for k, v in sorted(params.items())})
+
+
+def _page(run_dir: Path, title: str, sections: list[tuple[str, str]]) -> Path:
+    body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:90em}} table{{border-collapse:collapse;font-size:90%}}
 td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}} table.sortable th{{cursor:pointer;background:#f3f3f3}}</style>
-</head><body><h1>cmr run: {html.escape(run_dir.name)}</h1>
-<h2>Reports</h2><ul>{links}</ul>
-<h2>Results</h2>{table}
-<h2>Provenance</h2><table>{prov_rows}</table>
-<h2>Parameters</h2><table>{par_rows}</table>
-{_SORT_JS}</body></html>"""
+</head><body><h1>{html.escape(title)}</h1>{body}{_SORT_JS}</body></html>"""
     (run_dir / "index.html").write_text(page)
     return run_dir / "index.html"
 

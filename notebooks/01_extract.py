@@ -28,7 +28,9 @@ demo_seed = 0
 text_encoder = "minilm"  # "minilm" (bundled), "bert-base-uncased" (paper; local cache) or a model folder
 image_encoder = "efficientnet-lite0"  # "efficientnet-lite0" (bundled) or "resnet50" (paper)
 image_weights = None  # ResNet-50 state-dict file, or None for the torch hub cache
-text_kinds = ["title", "ingredients", "instructions", "all"]
+text_layer = -2  # hidden layer of the text model (-2: second-to-last, the paper's)
+text_pooling = "mean"  # "mean" over tokens (attention-masked) or "cls"
+text_kinds = ["title", "ingredients", "instructions", "all"]  # and "concat": the first three side by side
 batch_size = 32
 num_workers = 2
 device = None  # None: CUDA when available, else CPU
@@ -39,7 +41,7 @@ run_dir = "../reports/interactive"
 from cmr_utils import stages
 
 manifest = stages.extract(run_dir, cache_dir, data_dir, demo_recipes, demo_seed, text_encoder, image_encoder,
-                          image_weights, text_kinds, batch_size, num_workers, device)
+                          image_weights, text_kinds, batch_size, num_workers, device, text_layer, text_pooling)
 
 # %% [markdown]
 # ## The data

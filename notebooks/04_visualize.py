@@ -19,7 +19,8 @@
 
 # %% tags=["parameters"]
 tsne_points = 400  # test pairs per t-SNE plot
-n_examples = 4  # query photos shown with their top-5 recipes
+n_examples = 4  # query photos (and recipes) shown with their top-5 matches
+swaps = [["chocolate", "strawberry"], ["tomato", "blueberry"], ["chicken", "salmon"]]  # photo − a + b
 seed = 0
 run_dir = "../reports/interactive"
 
@@ -79,5 +80,26 @@ kind = best.medr.idxmin()
 cfg = best.loc[kind]
 est, (X, Y, index) = stages.space(run_dir, {**cfg, "text_kind": kind})
 Zi, Zt = est.transform(X, Y)
-plots.retrieval_examples(ds, index, Zi[:1000], Zt[:1000], cfg.score, est.corrs_,
-                         queries=rng.choice(min(1000, len(X)), n_examples, replace=False));
+queries = rng.choice(min(1000, len(X)), n_examples, replace=False)
+plots.retrieval_examples(ds, index, Zi[:1000], Zt[:1000], cfg.score, est.corrs_, queries);
+
+# %% [markdown]
+# ## Recipe → photos: a test recipe and its top-5 photos (the true photo framed in green)
+
+# %%
+plots.photos_for_recipe(ds, index, Zi[:1000], Zt[:1000], cfg.score, est.corrs_, queries);
+
+# %% [markdown]
+# ## Vector arithmetic in the shared space
+# A test photo, minus the text vector of one word, plus another's: the nearest test photos
+# and recipes to the result. Uses the best single text kind (a free word has no "concat" form).
+
+# %%
+single = best.drop(index="concat", errors="ignore")
+kind = single.medr.idxmin()
+cfg = single.loc[kind]
+est, (X, Y, index) = stages.space(run_dir, {**cfg, "text_kind": kind})
+Zi, Zt = est.transform(X, Y)
+fig = plots.arithmetic_examples(ds, index, Zi, Zt, swaps, lambda t: est.transform(None, stages.embed_texts(run_dir, t))[1],
+                                cfg.score, est.corrs_)
+print(f"text kind {kind}" if fig else f"no test recipe title contains any of {[a for a, _ in swaps]}")

@@ -96,3 +96,16 @@ def test_paired_aligns_rows_by_recipe(corpus, tmp_path):
     for i in range(len(index)):
         np.testing.assert_array_equal(Y[i], enc._vec(corpus.recipes[index.recipe_id[i]].title))
         np.testing.assert_array_equal(X[i], enc._vec(index.image_id[i]))
+
+
+def test_concat_joins_kinds_for_recipes_that_have_all(corpus, tmp_path):
+    enc = HashEncoder()
+    rid = corpus.split("val")[1].id
+    corpus.recipes[rid].title = ""
+    parts = [F.Features.load(F.text_features(corpus, "val", k, enc, tmp_path, "fp"))
+             for k in ("title", "ingredients")]
+    both = F.concat(parts)
+    assert both.X.shape == (len(corpus.split("val")) - 1, 8)
+    assert rid not in set(both.index.recipe_id) and rid in set(both.skipped.id)
+    r = corpus.recipes[both.index.recipe_id[0]]
+    np.testing.assert_array_equal(both.X[0], np.concatenate([enc._vec(r.text("title")), enc._vec(r.text("ingredients"))]))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from cca_zoo.linear import CCA, RidgeCCA
 
-from cmr_utils.models import SharedSpace, fit_cached
+from cmr_utils.models import SharedSpace, covariances, fit_cached
 
 
 def correlated(n, p=30, q=20, k=3, noise=1.0, seed=0):
@@ -22,6 +22,42 @@ def test_projections_match_cca_zoo(model, ref):
         np.testing.assert_allclose(a, b, atol=1e-8)
     Xn, Yn = correlated(50, seed=1)
     assert ours.transform(Xn)[1] is None and ours.transform(None, Yn)[0] is None
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+@pytest.mark.parametrize("shrinkage", [0.0, 0.3])
+def test_exact_chunked_cca_agrees_with_cca_zoo(tmp_path, standardize, shrinkage):
+    X, Y = correlated(3000, p=40, q=25, k=3)
+    X = X * np.linspace(0.1, 10, 40) + 5  # features on different scales, off-centre
+    mm = tmp_path / "X.npy"
+    np.save(mm, X.astype(np.float32))
+    Xm = np.load(mm, mmap_mode="r")  # memory-mapped, read in chunks
+    ref = SharedSpace("ridge", 5, shrinkage=shrinkage, standardize=standardize).fit(Xm, Y)
+    ours = SharedSpace("exact", 5, shrinkage=shrinkage, standardize=standardize, chunk_size=700).fit(Xm, Y)
+    np.testing.assert_allclose(ours.corrs_, ref.corrs_, atol=1e-9)
+    A, B = ref.transform(Xm, Y), ours.transform(Xm, Y)
+    sign = np.sign((A[0] * B[0]).sum(0))  # each component is defined up to its sign
+    for a, b in zip(A, B):
+        np.testing.assert_allclose(a, b * sign, atol=1e-8)
+
+
+def test_chunked_covariances_equal_numpy():
+    X, Y = correlated(1001, p=7, q=5)
+    mx, my, Cxx, Cyy, Cxy = covariances(X + 1e4, Y, chunk_size=100)  # large offset: no cancellation
+    np.testing.assert_allclose(mx, X.mean(0) + 1e4)
+    C = np.cov(np.hstack([X, Y]).T)
+    np.testing.assert_allclose(Cxx, C[:7, :7], atol=1e-9)
+    np.testing.assert_allclose(Cyy, C[7:, 7:], atol=1e-9)
+    np.testing.assert_allclose(Cxy, C[:7, 7:], atol=1e-9)
+
+
+def test_pca_pre_reduction_limits_the_space():
+    X, Y = correlated(2000, p=40, q=25, k=3, noise=0.3)
+    m = SharedSpace("exact", 20, pca=8).fit(X, Y)
+    assert m.n_components_ == 8
+    assert np.linalg.matrix_rank(m.weights_[0]) == 8 and m.corrs_[0] > 0.9
+    with pytest.raises(ValueError, match="pca"):
+        SharedSpace("ridge", pca=8).fit(X, Y)
 
 
 def test_recovers_planted_correlation_and_caps_dimension():

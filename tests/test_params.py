@@ -16,7 +16,20 @@ def test_every_notebook_declares_its_run_folder():
 
 @pytest.mark.parametrize("yaml_file", sorted((R.ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_params_files_are_valid(yaml_file):
-    P.check(P.load(yaml_file), NOTEBOOKS, str(yaml_file))
+    assert R.expand(P.load(yaml_file), str(yaml_file))
+
+
+def test_grid_expands_to_the_cartesian_product():
+    points = R.expand({"n_bags": 3, "grid": {"text_layer": [-2, -1], "scores": [["cosine"], ["weighted"]]}}, "g.yaml")
+    assert len(points) == 4 and len({label for label, _ in points}) == 4
+    assert all(p["n_bags"] == 3 for _, p in points)
+    assert {(p["text_layer"], p["scores"][0]) for _, p in points} == {
+        (-2, "cosine"), (-2, "weighted"), (-1, "cosine"), (-1, "weighted")}
+    assert R.expand({"n_bags": 3}, "x.yaml") == [("", {"n_bags": 3})]
+    with pytest.raises(P.ParameterError, match="text_layer"):
+        R.expand({"grid": {"text_layer": ["last"]}}, "g.yaml")
+    with pytest.raises(P.ParameterError, match="grid"):
+        R.expand({"grid": {"text_layer": []}}, "g.yaml")
 
 
 def test_misspelt_key_names_key_file_and_closest_name():
@@ -28,10 +41,12 @@ def test_misspelt_key_names_key_file_and_closest_name():
 
 def test_wrong_type_is_an_error():
     with pytest.raises(P.ParameterError, match="shrinkage"):
-        P.check({"shrinkage": "lots"}, NOTEBOOKS, "x.yaml")
+        P.check({"shrinkage": ["lots"]}, NOTEBOOKS, "x.yaml")
+    with pytest.raises(P.ParameterError, match="n_bags"):
+        P.check({"n_bags": 2.5}, NOTEBOOKS, "x.yaml")
     with pytest.raises(P.ParameterError, match="latent_dims"):
         P.check({"latent_dims": [2, "ten"]}, NOTEBOOKS, "x.yaml")
-    P.check({"shrinkage": 1, "data_dir": "/somewhere", "latent_dims": [3]}, NOTEBOOKS, "x.yaml")
+    P.check({"shrinkage": [1, 0.5], "data_dir": "/somewhere", "latent_dims": [3]}, NOTEBOOKS, "x.yaml")
 
 
 def test_overrides_are_parsed_as_yaml(tmp_path):

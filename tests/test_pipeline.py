@@ -1,5 +1,10 @@
 """The real notebooks, executed by papermill and rendered by nbconvert, end to end."""
+import html
+import json
+import os
 import re
+import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -13,12 +18,45 @@ pytestmark = pytest.mark.slow
 
 COLUMNS = {"text_kind", "features", "model", "latent_dim", "score", "protocol", "direction",
            "medr", "r1", "r5", "r10", "chosen", "split"}
-SMALL = ["demo_recipes=160", "text_kinds=[title, all]", "models=[cca, ridge]", "latent_dims=[2, 16]",
+SMALL = ["demo_recipes=160", "text_kinds=[title, concat]", "models=[cca, ridge]", "latent_dims=[2, 16]",
          "scores=[correlation]", "bag_sizes=[40]", "n_bags=3", "tsne_points=60", "n_examples=2"]
 
 
-def images_in(html):
-    return re.findall(r'<img[^>]+src="data:image/png;base64,([^"]{200,})"', html)
+def images_in(page):
+    return re.findall(r'<img[^>]+src="data:image/png;base64,([^"]{200,})"', page)
+
+
+PROBE = """<script>window.addEventListener('load', () => {
+  const th = [...document.querySelectorAll('table.sortable th')].find(h => h.innerText === 'medr');
+  let sorted = null;
+  if (th) { th.click(); const col = [...th.parentNode.children].indexOf(th);
+    const v = [...th.closest('table').tBodies[0].rows].map(r => parseFloat(r.cells[col].innerText));
+    sorted = v.every((x, i) => i === 0 || v[i - 1] <= x); }
+  const imgs = [...document.images], p = document.createElement('pre'); p.id = 'probe';
+  p.textContent = JSON.stringify({images: imgs.length, sorted: sorted,
+    rendered: imgs.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length,
+    rows: document.querySelectorAll('table.sortable tbody tr').length});
+  document.body.appendChild(p); });</script>"""
+
+
+def in_browser(page, tmp_path):
+    """Load a page in headless Chromium; report its images, their rendering, table rows, and a sort click."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("headless Chromium not installed (apt-get install chromium)")
+    probe = page.with_name(f"probe-{page.name}")
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    out = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=180)
+    probe.unlink()
+    found = re.search(r'<pre id="probe">(.*?)</pre>', out.stdout, re.S)
+    assert found, out.stderr[-2000:]
+    return json.loads(html.unescape(found.group(1)))
 
 
 def check_report(run_dir):
@@ -32,6 +70,8 @@ def check_report(run_dir):
     chosen = results[results.chosen]
     assert len(chosen.drop_duplicates(["text_kind", "model", "latent_dim", "score"])) == 1
     assert set(chosen.split) == {"val", "test"}
+    val = results[(results.split == "val") & (results.direction == "im2recipe")]
+    assert chosen[(chosen.split == "val") & (chosen.direction == "im2recipe")].medr.iloc[0] == val.medr.min()
     assert (results.medr >= 1).all() and results[["r1", "r5", "r10"]].le(100).all().all()
     assert (results.r1 <= results.r5).all() and (results.r5 <= results.r10).all()
     assert len(images_in((run_dir / "04_visualize.html").read_text())) >= 4
@@ -43,12 +83,29 @@ def test_demo_pipeline_end_to_end(tmp_path):
     params.write_text(f"cache_dir: {tmp_path / 'cache'}\n")
     run_dir = R.run(params, SMALL, name="small", reports_dir=tmp_path / "reports")
     results = check_report(run_dir)
-    assert set(results.text_kind) == {"title", "all"} and set(results.latent_dim) == {2, 16}
-    html = (run_dir / "02_fit.html").read_text()
-    assert "stages.fit(" not in html  # code hidden by default
-    # a rerun reuses the cached features and models and gives the same table
+    assert set(results.text_kind) == {"title", "concat"} and set(results.latent_dim) == {2, 16}
+    assert "stages.fit(" not in (run_dir / "02_fit.html").read_text()  # code hidden by default
+    index = in_browser(run_dir / "index.html", tmp_path)
+    assert index["rows"] == len(results) and index["sorted"] is True
+    viz = in_browser(run_dir / "04_visualize.html", tmp_path)
+    assert viz["images"] >= 6 and viz["rendered"] == viz["images"]
+    # a fresh run folder reuses the cached features and models and gives the same table
     again = R.run(params, SMALL, name="again", reports_dir=tmp_path / "reports")
     pd.testing.assert_frame_equal(stages.load_results(again), results)
+
+
+def test_rerun_skips_notebooks_that_are_up_to_date(tmp_path, capsys):
+    params = tmp_path / "demo.yaml"
+    params.write_text(f"cache_dir: {tmp_path / 'cache'}\n")
+    small = SMALL + ["latent_dims=[4]", "text_kinds=[title]"]
+    R.run(params, small, name="r", reports_dir=tmp_path / "reports")
+    capsys.readouterr()
+    R.run(params, small, name="r", reports_dir=tmp_path / "reports")
+    assert capsys.readouterr().out.count("up to date") == 4
+    R.run(params, small + ["n_bags=2"], name="r", reports_dir=tmp_path / "reports")
+    out = capsys.readouterr().out
+    assert "01_extract: up to date" in out and "02_fit: up to date" in out
+    assert "03_evaluate: ok" in out and "04_visualize: ok" in out
 
 
 def test_failing_notebook_still_reports_its_error(tmp_path):
@@ -75,3 +132,26 @@ def test_shared_sample_end_to_end(tmp_path, shared_root):
     for reason in ("truncated image", "empty file", "image file missing",
                    "layer2 entry for a recipe not in layer1", "empty title"):
         assert reason in extract, reason
+
+
+def test_grid_runs_points_in_parallel_and_survives_a_failing_point(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"cache_dir: {tmp_path / 'cache'}\ngrid:\n  text_encoder: [minilm, {tmp_path / 'no-model'}]\n")
+    with pytest.raises(RuntimeError, match="1 of 2 grid points failed"):
+        R.run(grid, SMALL + ["text_kinds=[title]", "latent_dims=[4]"], name="g", reports_dir=tmp_path / "reports", jobs=2)
+    run_dir = tmp_path / "reports" / "g"
+    index = (run_dir / "index.html").read_text()
+    good, bad = "text_encoder-minilm", next(p.name for p in run_dir.iterdir() if "no-model" in p.name)
+    assert f"href='{good}/index.html'" in index and f"href='{bad}/index.html'" in index
+    check_report(run_dir / good)
+    assert "not available offline" in (run_dir / bad / "01_extract.html").read_text()
+    combined = stages.load_results(run_dir)
+    assert set(combined.point) == {good}
+
+
+def test_grid_axis_typo_fails_before_running(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("grid:\n  latent_dimz: [[2], [4]]\n")
+    with pytest.raises(R.P.ParameterError, match="latent_dimz.*latent_dims"):
+        R.run(grid, reports_dir=tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()
