@@ -59,7 +59,7 @@ def _text_features(recipes, kind, encoder, dest, meta, progress):
     X, _ = _sharded(dest, "text", items, lambda chunk: (encoder.encode([t for _, t in chunk], progress), {}),
                     encoder.dim)
     index = pd.DataFrame({"recipe_id": [rid for rid, _ in items], "image_id": ""})
-    _store(dest, X, index, skipped, meta)
+    store(dest, X, index, skipped, meta)
 
 
 def image_features(ds: Recipe1M, split: str, encoder, cache_dir: str | Path, fingerprint: str,
@@ -107,7 +107,7 @@ def _image_features(ds, split, recipes, encoder, dest, meta, all_images, progres
     X = np.concatenate(blocks) if blocks else np.zeros((0, encoder.dim), np.float32)
     perm = sorted(range(len(rows)), key=lambda i: (order[rows[i][0]], i))
     index = pd.DataFrame([rows[i] for i in perm], columns=["recipe_id", "image_id"])
-    _store(dest, X[perm], index, skipped, meta)
+    store(dest, X[perm], index, skipped, meta)
 
 
 def paired(image: Features, text: Features) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -148,7 +148,7 @@ def _sharded(dest: Path, tag: str, items: list, encode: Callable, dim: int) -> t
     return X, failed
 
 
-def _store(dest: Path, X: np.ndarray, index: pd.DataFrame, skipped: list, meta: dict) -> None:
+def store(dest: Path, X: np.ndarray, index: pd.DataFrame, skipped: list, meta: dict) -> None:
     with atomic_dir(dest) as tmp:
         np.save(tmp / "X.npy", np.ascontiguousarray(X, dtype=np.float32))
         index.to_csv(tmp / "index.csv", index=False)

@@ -35,7 +35,7 @@ from .report import write_grid_index, write_index
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = ("01_extract", "02_fit", "03_evaluate", "04_visualize")
-PATH_KEYS = ("data_dir", "image_weights", "cache_dir")
+PATH_KEYS = ("data_dir", "image_weights", "cache_dir", "given_dir")
 KERNEL = "cmr"
 
 
@@ -137,10 +137,11 @@ def run_point(params: dict, run_dir: Path, show_code: bool = False, quiet: bool 
 def _inputs_key(params: dict) -> str:
     """What the notebooks' outputs depend on besides their parameters: the package code and the data files."""
     code = [(f.name, f.read_bytes()) for f in sorted((ROOT / "cmr_utils").glob("*.py"))]
-    data = params.get("data_dir")
-    files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in
-             (Path(data) / "layer1.json", Path(data) / "layer2.json") if f.exists()] if data else []
-    return key([(name, hashlib.sha1(b).hexdigest()) for name, b in code], files)
+    data, given = params.get("data_dir"), params.get("given_dir")
+    files = [Path(data) / "layer1.json", Path(data) / "layer2.json"] if data else []
+    files += sorted(Path(given).iterdir()) if given and Path(given).is_dir() else []
+    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    return key([(name, hashlib.sha1(b).hexdigest()) for name, b in code], stats)
 
 
 def _execute(nb: str, parameters: dict, run_dir: Path) -> str | None:

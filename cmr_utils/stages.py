@@ -11,7 +11,7 @@ from pathlib import Path
 import joblib
 import pandas as pd
 
-from . import demo
+from . import demo, given
 from .data import SPLITS, TEXT_KINDS, Recipe1M
 from .encoders import ImageEncoder, TextEncoder
 from .features import Features, concat, image_features, paired, text_features
@@ -28,11 +28,13 @@ CONFIG_COLUMNS = ["text_kind", "features", "image_encoder", "text_encoder", "mod
 def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, text_encoder="minilm",
             image_encoder="efficientnet-lite0", image_weights=None, text_kinds=("title",),
             batch_size=32, num_workers=2, device=None, text_layer=-2, text_pooling="mean",
-            progress=True) -> dict:
+            given_dir=None, progress=True) -> dict:
     """Encode every split's images and texts (cached), write ``features.json`` and return it.
 
     ``data_dir`` None means the embedded demo corpus, generated once into the cache. The text
     kind ``concat`` is the concatenation of the title, ingredients and instructions embeddings.
+    With ``given_dir``, vectors come from the user's files there (see ``given``) instead of the
+    encoders.
     """
     unknown = set(text_kinds) - set(TEXT_KINDS) - {"concat"}
     if unknown:
@@ -41,16 +43,28 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, t
     root = Path(data_dir) if data_dir else demo.ensure(cache_dir, demo_recipes, demo_seed)
     ds = Recipe1M(root)
     fingerprint = ds.fingerprint()
-    images = ImageEncoder(image_encoder, image_weights, batch_size, num_workers, device)
-    texts = TextEncoder(text_encoder, text_layer, text_pooling, batch_size=batch_size, device=device)
+    if given_dir:
+        encoders = {"image": {"name": "given"}, "text": {"name": "given"}}
+        image_of = lambda split: given.import_features(  # noqa: E731
+            ds, split, given.find(given_dir, f"image_{split}"), cache_dir, fingerprint, "image",
+            all_images=(split == "train"))
+        text_of = lambda split, kind: given.import_features(  # noqa: E731
+            ds, split, given.find(given_dir, f"text_{kind}_{split}"), cache_dir, fingerprint, "text", kind)
+    else:
+        images = ImageEncoder(image_encoder, image_weights, batch_size, num_workers, device)
+        texts = TextEncoder(text_encoder, text_layer, text_pooling, batch_size=batch_size, device=device)
+        encoders = {"image": images.config, "text": texts.config}
+        image_of = lambda split: image_features(  # noqa: E731
+            ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress)
+        text_of = lambda split, kind: text_features(  # noqa: E731
+            ds, split, kind, texts, cache_dir, fingerprint, progress)
     manifest = {"data": {"root": str(root), "fingerprint": fingerprint,
                          "counts": ds.counts().reset_index().to_dict("records")},
-                "encoders": {"image": images.config, "text": texts.config},
+                "source": "given" if given_dir else "generated", "encoders": encoders,
                 "image": {}, "text": {k: {} for k in text_kinds}}
     for split in SPLITS:
-        manifest["image"][split] = str(image_features(
-            ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress))
-        done = {kind: str(text_features(ds, split, kind, texts, cache_dir, fingerprint, progress)) for kind in base}
+        manifest["image"][split] = str(image_of(split))
+        done = {kind: str(text_of(split, kind)) for kind in base}
         for kind in text_kinds:
             manifest["text"][kind][split] = [done[k] for k in CONCAT_PARTS] if kind == "concat" else done[kind]
     save_json(Path(run_dir) / "features.json", manifest)
@@ -123,7 +137,7 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
             for score in scores:
                 for bag in sizes:
                     for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_):
-                        rows.append({"text_kind": entry["text_kind"], "features": "generated",
+                        rows.append({"text_kind": entry["text_kind"], "features": manifest["source"],
                                      "image_encoder": enc["image"]["name"], "text_encoder": enc["text"]["name"],
                                      "model": entry["model"], "shrinkage": entry["shrinkage"],
                                      "latent_dim": entry["latent_dim"], "n_components": entry["n_components"],
@@ -153,6 +167,8 @@ def space(run_dir, config) -> tuple:
 def embed_texts(run_dir, texts: list[str]):
     """Text features of free text, by the same encoder (model, layer, pooling) as the run's extraction."""
     cfg = _read(run_dir, "features.json")["encoders"]["text"]
+    if cfg["name"] == "given":
+        raise ValueError("this run uses given text features: there is no encoder for free text")
     return TextEncoder(cfg["name"], cfg["layer"], cfg["pooling"], cfg["max_length"]).encode(texts, progress=False)
 
 

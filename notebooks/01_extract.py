@@ -34,6 +34,7 @@ text_kinds = ["title", "ingredients", "instructions", "all"]  # and "concat": th
 batch_size = 32
 num_workers = 2
 device = None  # None: CUDA when available, else CPU
+given_dir = None  # folder of given features (image_<split>.npz, text_<kind>_<split>.npz, ...) instead of encoders
 cache_dir = "../cache"
 run_dir = "../reports/interactive"
 
@@ -41,7 +42,8 @@ run_dir = "../reports/interactive"
 from cmr_utils import stages
 
 manifest = stages.extract(run_dir, cache_dir, data_dir, demo_recipes, demo_seed, text_encoder, image_encoder,
-                          image_weights, text_kinds, batch_size, num_workers, device, text_layer, text_pooling)
+                          image_weights, text_kinds, batch_size, num_workers, device, text_layer, text_pooling,
+                          given_dir)
 
 # %% [markdown]
 # ## The data

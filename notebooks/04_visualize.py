@@ -100,6 +100,10 @@ kind = single.medr.idxmin()
 cfg = single.loc[kind]
 est, (X, Y, index) = stages.space(run_dir, {**cfg, "text_kind": kind})
 Zi, Zt = est.transform(X, Y)
-fig = plots.arithmetic_examples(ds, index, Zi, Zt, swaps, lambda t: est.transform(None, stages.embed_texts(run_dir, t))[1],
-                                cfg.score, est.corrs_)
-print(f"text kind {kind}" if fig else f"no test recipe title contains any of {[a for a, _ in swaps]}")
+if results.features.iloc[0] == "given":
+    print("given text features: no encoder to embed free words, so no arithmetic")
+else:
+    fig = plots.arithmetic_examples(ds, index, Zi, Zt, swaps,
+                                    lambda t: est.transform(None, stages.embed_texts(run_dir, t))[1],
+                                    cfg.score, est.corrs_)
+    print(f"text kind {kind}" if fig else f"no test recipe title contains any of {[a for a, _ in swaps]}")

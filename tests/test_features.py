@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,41 @@ def test_concat_joins_kinds_for_recipes_that_have_all(corpus, tmp_path):
     assert rid not in set(both.index.recipe_id) and rid in set(both.skipped.id)
     r = corpus.recipes[both.index.recipe_id[0]]
     np.testing.assert_array_equal(both.X[0], np.concatenate([enc._vec(r.text("title")), enc._vec(r.text("ingredients"))]))
+
+
+KILL_SCRIPT = """
+import sys, cmr_utils.features as F
+from cmr_utils.data import Recipe1M
+from cmr_utils.encoders import ImageEncoder
+F.SHARD_SIZE = 8
+ds, enc, seen = Recipe1M(sys.argv[1]), ImageEncoder(num_workers=0, batch_size=8), []
+encode = enc.encode
+enc.encode = lambda paths, progress: seen.append(len(paths)) or encode(paths, progress)
+print(F.image_features(ds, "train", enc, sys.argv[2], "fp", all_images=True, progress=False), sum(seen))
+"""
+
+
+def test_killed_extraction_process_resumes_byte_identical(demo_root, tmp_path):
+    """A real extraction process is killed (SIGKILL) after its first shards; a rerun finishes the rest."""
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "extract.py"
+    script.write_text(KILL_SCRIPT)
+    full, n_full = subprocess.run([sys.executable, script, demo_root, tmp_path / "a"], capture_output=True,
+                                  text=True, check=True).stdout.split()
+    proc = subprocess.Popen([sys.executable, script, demo_root, tmp_path / "b"])
+    deadline = time.time() + 300
+    while not len(list((tmp_path / "b" / "features").glob("*.parts/*.npz"))) >= 2:
+        assert proc.poll() is None and time.time() < deadline, "extraction ended before it could be killed"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    finished = list((tmp_path / "b" / "features").glob("*.parts/*.npz"))
+    n_shards = -(-sum(len(r.images) for r in Recipe1M(demo_root).split("train")) // 8)
+    assert 2 <= len(finished) < n_shards and not list((tmp_path / "b" / "features").glob("*/X.npy"))
+    resumed, n_resumed = subprocess.run([sys.executable, script, demo_root, tmp_path / "b"], capture_output=True,
+                                        text=True, check=True).stdout.split()
+    for name in ("X.npy", "index.csv", "skipped.csv", "meta.json"):
+        assert (Path(full) / name).read_bytes() == (Path(resumed) / name).read_bytes(), name
+    assert int(n_resumed) == int(n_full) - 8 * len(finished)  # the finished shards were not encoded again

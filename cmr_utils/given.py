@@ -1,0 +1,114 @@
+"""Given features: pre-computed embeddings a user brings, imported into the feature store.
+
+A folder holds one file per modality and split, ``image_<split>.<ext>`` and
+``text_<kind>_<split>.<ext>``, each with ids and a 2-D array of vectors:
+
+- ``.npz``: arrays ``ids`` and ``X`` (or ``features`` / ``embeddings``);
+- ``.npy``: the vectors, with the ids in ``<name>.ids.txt`` beside it, one per line;
+- ``.pkl`` / ``.pickle``: ``{"ids": ..., "X": ...}`` or ``{id: vector}``;
+- ``.h5`` / ``.hdf5``: datasets ``ids`` and ``X`` (or ``features`` / ``embeddings``).
+
+Text ids are recipe ids. Image ids are image ids, or recipe ids for one vector per recipe
+(as im2recipe's released embeddings are). Every recipe of the split must be covered: missing
+ids stop the import with their number and the first of them, never a silent shrink.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import Recipe1M
+from .features import VERSION, store
+from .io import file_digest, key, locked
+
+EXTENSIONS = (".npz", ".npy", ".pkl", ".pickle", ".h5", ".hdf5")
+ARRAY_NAMES = ("X", "features", "embeddings")
+
+
+def read(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """(ids, float32 vectors) from a file in any supported format; errors name the file and the problem."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            ids, X = z["ids"] if "ids" in z else None, _pick(z, list(z.keys()), path)
+    elif ext == ".npy":
+        X = np.load(path, allow_pickle=False)
+        side = path.with_suffix(".ids.txt")
+        if not side.exists():
+            raise ValueError(f"{path}: a .npy file needs its ids in {side.name}, one per line")
+        ids = side.read_text().split()
+    elif ext in (".pkl", ".pickle"):
+        with open(path, "rb") as f:
+            obj = pickle.load(f)
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: expected a dict, got {type(obj).__name__}")
+        if "ids" in obj:
+            ids, X = obj["ids"], _pick(obj, list(obj), path)
+        else:
+            ids, X = list(obj), np.stack([np.asarray(v) for v in obj.values()]) if obj else np.zeros((0, 0))
+    elif ext in (".h5", ".hdf5"):
+        import h5py
+        with h5py.File(path, "r") as f:
+            ids = f["ids"][()] if "ids" in f else None
+            X = _pick(f, list(f.keys()), path)[()]
+    else:
+        raise ValueError(f"{path}: unsupported format; use one of {', '.join(EXTENSIONS)}")
+    if ids is None:
+        raise ValueError(f"{path}: no 'ids' array: given features need the recipe or image id of each row")
+    ids = [i.decode() if isinstance(i, bytes) else str(i) for i in np.asarray(ids).ravel()]
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or len(X) != len(ids):
+        raise ValueError(f"{path}: expected a 2-D array with one row per id, got shape {X.shape} for {len(ids)} ids")
+    dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
+    if len(dup):
+        raise ValueError(f"{path}: {len(dup)} ids appear more than once, e.g. {list(dup[:5])}")
+    return ids, X
+
+
+def _pick(container, names: list[str], path: Path):
+    for name in ARRAY_NAMES:
+        if name in names:
+            return container[name]
+    raise ValueError(f"{path}: no array named {' / '.join(ARRAY_NAMES)} (found {names})")
+
+
+def find(folder: str | Path, stem: str) -> Path:
+    """The file ``<stem>.<ext>`` in ``folder`` (exactly one supported extension)."""
+    found = [Path(folder) / f"{stem}{ext}" for ext in EXTENSIONS if (Path(folder) / f"{stem}{ext}").exists()]
+    if len(found) != 1:
+        raise FileNotFoundError(f"given features: expected one file {stem}.<{'|'.join(e[1:] for e in EXTENSIONS)}> "
+                                f"in {folder}, found {len(found)}")
+    return found[0]
+
+
+def import_features(ds: Recipe1M, split: str, path: str | Path, cache_dir: str | Path, fingerprint: str,
+                    modality: str, kind: str | None = None, all_images: bool = False) -> Path:
+    """Store given vectors as a feature entry aligned to the loader's recipes (and images) of ``split``."""
+    path = Path(path)
+    meta = {"modality": modality, "split": split, "text_kind": kind, "all_images": all_images,
+            "encoder": {"name": "given", "file": path.name, "digest": file_digest(path)},
+            "data": fingerprint, "version": VERSION}
+    dest = Path(cache_dir) / "features" / key(meta)
+    with locked(dest):
+        if not (dest / "X.npy").exists():
+            ids, X = read(path)
+            row = {i: n for n, i in enumerate(ids)}
+            recipes = ds.split(split)
+            by_recipe = modality == "text" or any(r.id in row for r in recipes)
+            if by_recipe:
+                wanted = [(r.id, "" if modality == "text" else r.images[0], r.id) for r in recipes]
+            else:
+                wanted = [(r.id, im, im) for r in recipes for im in (r.images if all_images else r.images[:1])]
+            missing = [w for _, _, w in wanted if w not in row]
+            if missing:
+                what = "recipe" if by_recipe else "image"
+                raise ValueError(
+                    f"{path}: {len(missing)} of {len(wanted)} {split} {what} ids have no vector, e.g. {missing[:10]} "
+                    f"({len(ids) - (len(wanted) - len(missing))} ids in the file are not in this split)")
+            index = pd.DataFrame([(rid, im) for rid, im, _ in wanted], columns=["recipe_id", "image_id"])
+            store(dest, X[[row[w] for _, _, w in wanted]], index, [], meta)
+    return dest

@@ -1,0 +1,102 @@
+import pickle
+import zlib
+
+import h5py
+import numpy as np
+import pytest
+
+from cmr_utils import given, stages
+from cmr_utils.data import SPLITS, Recipe1M
+
+
+def vec(s, dim=6):
+    return np.random.default_rng(zlib.crc32(s.encode())).normal(size=dim).astype(np.float32)
+
+
+def write(path, ids, X):
+    ext = path.suffix
+    if ext == ".npz":
+        np.savez(path, ids=np.array(ids), X=X)
+    elif ext == ".npy":
+        np.save(path, X)
+        path.with_suffix(".ids.txt").write_text("\n".join(ids))
+    elif ext == ".pkl":
+        path.write_bytes(pickle.dumps(dict(zip(ids, X))))
+    elif ext == ".h5":
+        with h5py.File(path, "w") as f:
+            f["ids"] = np.array(ids, dtype="S")
+            f["embeddings"] = X
+    return path
+
+
+@pytest.mark.parametrize("ext", [".npz", ".npy", ".pkl", ".h5"])
+def test_every_format_reads_back(tmp_path, ext):
+    ids = [f"r{i}" for i in range(5)]
+    X = np.arange(15, dtype=np.float64).reshape(5, 3)
+    got_ids, got = given.read(write(tmp_path / f"f{ext}", ids, X))
+    assert got_ids == ids and got.dtype == np.float32
+    np.testing.assert_array_equal(got, X)
+
+
+def test_bad_files_say_what_is_wrong(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="a.ids.txt"):
+        given.read(tmp_path / "a.npy")
+    np.savez(tmp_path / "b.npz", ids=np.array(["x", "y", "z"]), X=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="one row per id"):
+        given.read(tmp_path / "b.npz")
+    np.savez(tmp_path / "c.npz", ids=np.array(["x", "x"]), X=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="more than once"):
+        given.read(tmp_path / "c.npz")
+    np.savez(tmp_path / "d.npz", X=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="ids"):
+        given.read(tmp_path / "d.npz")
+    (tmp_path / "e.csv").write_text("x")
+    with pytest.raises(ValueError, match="unsupported"):
+        given.read(tmp_path / "e.csv")
+
+
+def make_given(ds, folder, kinds=("title",), by="image", drop=()):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        recipes = ds.split(split)
+        if by == "image":
+            ids = [im for r in recipes for im in r.images]
+        else:
+            ids = [r.id for r in recipes]
+        ids = [i for i in ids if i not in drop]
+        write(folder / f"image_{split}.npz", ids, np.stack([vec(i) for i in ids]))
+        for kind in kinds:
+            rids = [r.id for r in recipes if r.id not in drop]
+            write(folder / f"text_{kind}_{split}.pkl", rids, np.stack([vec(r + kind, 4) for r in rids]))
+
+
+@pytest.mark.parametrize("by", ["image", "recipe"])
+def test_given_features_align_to_the_loader_pairs(demo_root, tmp_path, by):
+    ds = Recipe1M(demo_root)
+    make_given(ds, tmp_path / "given", by=by)
+    m = stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
+                       given_dir=tmp_path / "given", progress=False)
+    assert m["source"] == "given"
+    for split in SPLITS:
+        X, Y, index = stages.pairs(m, "title", split)
+        n = sum(len(r.images) for r in ds.split(split)) if (split == "train" and by == "image") else len(ds.split(split))
+        assert len(X) == len(Y) == n
+        for i in (0, n - 1):
+            rid, im = index.recipe_id[i], index.image_id[i]
+            np.testing.assert_array_equal(X[i], vec(im if by == "image" else rid))
+            np.testing.assert_array_equal(Y[i], vec(rid + "title", 4))
+            assert im in ds.recipes[rid].images
+
+
+def test_missing_ids_are_an_error_naming_them(demo_root, tmp_path):
+    ds = Recipe1M(demo_root)
+    lost = ds.split("val")[0].id
+    make_given(ds, tmp_path / "given", by="recipe", drop={lost})
+    with pytest.raises(ValueError, match=rf"1 of {len(ds.split('train'))} train|1 of {len(ds.split('val'))} val") as e:
+        stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
+                       given_dir=tmp_path / "given", progress=False)
+    assert lost in str(e.value)
+    with pytest.raises(FileNotFoundError, match="text_ingredients_train"):
+        stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["ingredients"],
+                       given_dir=tmp_path / "given", progress=False)
