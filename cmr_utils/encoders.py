@@ -68,14 +68,17 @@ class TextEncoder:
         """Everything that changes the vectors: part of the feature cache key."""
         return {"name": self.name, "layer": self.layer, "pooling": self.pooling, "max_length": self.max_length}
 
-    def encode(self, texts: list[str], progress: bool = True) -> np.ndarray:
-        """float32 array (len(texts), dim); rows follow ``texts`` whatever the batching order."""
+    def encode(self, texts: list[str], progress: bool = True, bucket: bool = True) -> np.ndarray:
+        """float32 array (len(texts), dim); rows follow ``texts`` whatever the batching order.
+
+        ``bucket`` batches texts of similar token length together (less padding, same vectors).
+        """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         lengths = [len(ids) for ids in self.tokenizer(
             texts, truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]]
-        order = np.argsort(lengths, kind="stable")
+        order = np.argsort(lengths, kind="stable") if bucket else np.arange(len(texts))
         bar = tqdm(total=len(texts), desc=f"text {self.name}", unit="text", disable=not progress)
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):

@@ -7,6 +7,7 @@ resumes from the last finished shard and the final entry appears in one rename.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -39,31 +40,35 @@ class Features:
                    json.loads((path / "meta.json").read_text()))
 
 
+class ExtractionIncomplete(RuntimeError):
+    """This job finished its shards of an entry; other jobs' shards are still missing."""
+
+
 def text_features(ds: Recipe1M, split: str, kind: str, encoder, cache_dir: str | Path,
-                  fingerprint: str, progress: bool = True) -> Path:
+                  fingerprint: str, progress: bool = True, job: tuple[int, int] = (0, 1)) -> Path:
     """Encode one text kind of one split; recipes whose text of that kind is empty are skipped."""
     recipes = ds.split(split)
     meta = {"modality": "text", "split": split, "text_kind": kind, "encoder": encoder.config,
             "data": fingerprint, "version": VERSION}
     dest = Path(cache_dir) / "features" / key(meta)
-    with locked(dest):
+    with _job_lock(dest, job):
         if not (dest / "X.npy").exists():
-            _text_features(recipes, kind, encoder, dest, meta, progress)
+            _text_features(recipes, kind, encoder, dest, meta, progress, job)
     return dest
 
 
-def _text_features(recipes, kind, encoder, dest, meta, progress):
+def _text_features(recipes, kind, encoder, dest, meta, progress, job):
     texts = [(r.id, r.text(kind)) for r in recipes]
     items = [(rid, t) for rid, t in texts if t]
     skipped = [(rid, f"empty {kind}") for rid, t in texts if not t]
     X, _ = _sharded(dest, "text", items, lambda chunk: (encoder.encode([t for _, t in chunk], progress), {}),
-                    encoder.dim)
+                    encoder.dim, job)
     index = pd.DataFrame({"recipe_id": [rid for rid, _ in items], "image_id": ""})
     store(dest, X, index, skipped, meta)
 
 
 def image_features(ds: Recipe1M, split: str, encoder, cache_dir: str | Path, fingerprint: str,
-                   all_images: bool, progress: bool = True) -> Path:
+                   all_images: bool, progress: bool = True, job: tuple[int, int] = (0, 1)) -> Path:
     """Encode the images of one split: every image (``all_images``) or the first readable one per recipe.
 
     For the first-image protocol a recipe whose first image cannot be decoded falls back to its
@@ -73,18 +78,23 @@ def image_features(ds: Recipe1M, split: str, encoder, cache_dir: str | Path, fin
     meta = {"modality": "image", "split": split, "all_images": all_images, "encoder": encoder.config,
             "data": fingerprint, "version": VERSION}
     dest = Path(cache_dir) / "features" / key(meta)
-    with locked(dest):
+    with _job_lock(dest, job):
         if not (dest / "X.npy").exists():
-            _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress)
+            _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress, job)
     return dest
 
 
-def _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress):
+def _job_lock(dest: Path, job: tuple[int, int]):
+    """One job per entry holds the lock; jobs that split an entry's shards between them must not wait on each other."""
+    return locked(dest) if job[1] == 1 else contextlib.nullcontext()
+
+
+def _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress, job):
     encode = lambda chunk: encoder.encode([ds.image_path(split, im) for _, im in chunk], progress)  # noqa: E731
     blocks, rows, skipped = [], [], []
     if all_images:
         items = [(r.id, im) for r in recipes for im in r.images]
-        X, failed = _sharded(dest, "all", items, encode, encoder.dim)
+        X, failed = _sharded(dest, "all", items, encode, encoder.dim, job)
         keep = [i for i in range(len(items)) if i not in failed]
         blocks.append(X[keep])
         rows += [items[i] for i in keep]
@@ -93,7 +103,7 @@ def _image_features(ds, split, recipes, encoder, dest, meta, all_images, progres
         pending = recipes
         for round_ in range(max((len(r.images) for r in recipes), default=0)):
             items = [(r.id, r.images[round_]) for r in pending if round_ < len(r.images)]
-            X, failed = _sharded(dest, f"round{round_}", items, encode, encoder.dim)
+            X, failed = _sharded(dest, f"round{round_}", items, encode, encoder.dim, job)
             keep = [i for i in range(len(items)) if i not in failed]
             blocks.append(X[keep])
             rows += [items[i] for i in keep]
@@ -129,18 +139,33 @@ def concat(parts: list[Features]) -> Features:
                     {"modality": "text", "text_kind": "concat", "parts": [f.meta for f in parts]})
 
 
-def _sharded(dest: Path, tag: str, items: list, encode: Callable, dim: int) -> tuple[np.ndarray, dict[int, str]]:
-    """Run ``encode`` over ``items`` shard by shard, reusing shards an earlier run finished."""
+def _sharded(dest: Path, tag: str, items: list, encode: Callable, dim: int,
+             job: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, dict[int, str]]:
+    """Run ``encode`` over ``items`` shard by shard, reusing shards an earlier run finished.
+
+    ``job = (i, n)`` encodes only shards s with s % n == i; the result is returned once every
+    shard exists (whichever job comes last merges), else ExtractionIncomplete is raised.
+    """
     parts = dest.with_name(dest.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
-    blocks, failed = [], {}
-    for s, start in enumerate(range(0, len(items), SHARD_SIZE)):
+    shard, num_shards = job
+    starts = list(range(0, len(items), SHARD_SIZE))
+    for s, start in enumerate(starts):
         f = parts / f"{tag}-{s:05d}.npz"
-        if not f.exists():
+        if s % num_shards == shard and not f.exists():
             X, bad = encode(items[start:start + SHARD_SIZE])
             with atomic_file(f) as tmp:
                 np.savez(tmp, X=X, bad_idx=np.array(list(bad), dtype=np.int64),
                          bad_reason=np.array(list(bad.values()), dtype=str))
+    missing = [s for s in range(len(starts)) if not (parts / f"{tag}-{s:05d}.npz").exists()]
+    if missing:
+        raise ExtractionIncomplete(
+            f"job {shard} of {num_shards} finished its shards of {dest.name} ({tag}); {len(missing)} of "
+            f"{len(starts)} shards are other jobs' and not done yet. Run the remaining jobs; the last one "
+            "merges (or rerun with num_shards=1 once they are done).")
+    blocks, failed = [], {}
+    for s, start in enumerate(starts):
+        f = parts / f"{tag}-{s:05d}.npz"
         with np.load(f) as z:
             blocks.append(z["X"])
             failed.update({start + int(i): str(r) for i, r in zip(z["bad_idx"], z["bad_reason"])})

@@ -14,7 +14,7 @@ import pandas as pd
 from . import demo, given
 from .data import SPLITS, TEXT_KINDS, Recipe1M
 from .encoders import ImageEncoder, TextEncoder
-from .features import Features, concat, image_features, paired, text_features
+from .features import ExtractionIncomplete, Features, concat, image_features, paired, text_features
 from .io import save_json
 from .models import fit_cached
 from .retrieval import evaluate as evaluate_bags
@@ -28,14 +28,19 @@ CONFIG_COLUMNS = ["text_kind", "features", "image_encoder", "text_encoder", "mod
 def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, text_encoder="minilm",
             image_encoder="efficientnet-lite0", image_weights=None, text_kinds=("title",),
             batch_size=32, num_workers=2, device=None, text_layer=-2, text_pooling="mean",
-            given_dir=None, progress=True) -> dict:
+            given_dir=None, shard=0, num_shards=1, progress=True) -> dict:
     """Encode every split's images and texts (cached), write ``features.json`` and return it.
 
     ``data_dir`` None means the embedded demo corpus, generated once into the cache. The text
     kind ``concat`` is the concatenation of the title, ingredients and instructions embeddings.
     With ``given_dir``, vectors come from the user's files there (see ``given``) instead of the
-    encoders.
+    encoders. ``shard``/``num_shards`` split the encoding into independent jobs over a shared
+    cache: each encodes its share of every entry, and the job that completes an entry merges it;
+    a job that leaves entries waiting for others raises ExtractionIncomplete after doing its share.
     """
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard must be in [0, num_shards), got shard={shard}, num_shards={num_shards}")
+    job = (shard, num_shards)
     unknown = set(text_kinds) - set(TEXT_KINDS) - {"concat"}
     if unknown:
         raise ValueError(f"unknown text kinds {sorted(unknown)}; choose from {TEXT_KINDS + ('concat',)}")
@@ -55,18 +60,28 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, t
         texts = TextEncoder(text_encoder, text_layer, text_pooling, batch_size=batch_size, device=device)
         encoders = {"image": images.config, "text": texts.config}
         image_of = lambda split: image_features(  # noqa: E731
-            ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress)
+            ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress, job=job)
         text_of = lambda split, kind: text_features(  # noqa: E731
-            ds, split, kind, texts, cache_dir, fingerprint, progress)
+            ds, split, kind, texts, cache_dir, fingerprint, progress, job)
     manifest = {"data": {"root": str(root), "fingerprint": fingerprint,
                          "counts": ds.counts().reset_index().to_dict("records")},
                 "source": "given" if given_dir else "generated", "encoders": encoders,
                 "image": {}, "text": {k: {} for k in text_kinds}}
+    waiting = []
+
+    def entry(make, *args):
+        try:
+            return str(make(*args))
+        except ExtractionIncomplete as e:
+            waiting.append(str(e))
+
     for split in SPLITS:
-        manifest["image"][split] = str(image_of(split))
-        done = {kind: str(text_of(split, kind)) for kind in base}
+        manifest["image"][split] = entry(image_of, split)
+        done = {kind: entry(text_of, split, kind) for kind in base}
         for kind in text_kinds:
             manifest["text"][kind][split] = [done[k] for k in CONCAT_PARTS] if kind == "concat" else done[kind]
+    if waiting:
+        raise ExtractionIncomplete(f"{len(waiting)} feature entries wait for other jobs' shards: " + " | ".join(waiting))
     save_json(Path(run_dir) / "features.json", manifest)
     return manifest
 

@@ -35,6 +35,8 @@ batch_size = 32
 num_workers = 2
 device = None  # None: CUDA when available, else CPU
 given_dir = None  # folder of given features (image_<split>.npz, text_<kind>_<split>.npz, ...) instead of encoders
+shard = 0  # this job's share of the encoding, for splitting extraction into num_shards jobs
+num_shards = 1
 cache_dir = "../cache"
 run_dir = "../reports/interactive"
 
@@ -43,7 +45,7 @@ from cmr_utils import stages
 
 manifest = stages.extract(run_dir, cache_dir, data_dir, demo_recipes, demo_seed, text_encoder, image_encoder,
                           image_weights, text_kinds, batch_size, num_workers, device, text_layer, text_pooling,
-                          given_dir)
+                          given_dir, shard, num_shards)
 
 # %% [markdown]
 # ## The data

@@ -148,3 +148,17 @@ def test_killed_extraction_process_resumes_byte_identical(demo_root, tmp_path):
     for name in ("X.npy", "index.csv", "skipped.csv", "meta.json"):
         assert (Path(full) / name).read_bytes() == (Path(resumed) / name).read_bytes(), name
     assert int(n_resumed) == int(n_full) - 8 * len(finished)  # the finished shards were not encoded again
+
+
+def test_jobs_split_shards_and_the_last_one_merges(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(F, "SHARD_SIZE", 5)
+    whole = F.Features.load(F.image_features(corpus, "train", HashEncoder(), tmp_path / "one", "fp", all_images=True))
+    encoders = [HashEncoder(), HashEncoder()]
+    with pytest.raises(F.ExtractionIncomplete, match="job 0 of 2"):
+        F.image_features(corpus, "train", encoders[0], tmp_path / "two", "fp", all_images=True, job=(0, 2))
+    merged = F.Features.load(F.image_features(corpus, "train", encoders[1], tmp_path / "two", "fp",
+                                              all_images=True, job=(1, 2)))
+    n = sum(len(r.images) for r in corpus.split("train"))
+    assert encoders[0].seen + encoders[1].seen == n and encoders[0].seen > 0 and encoders[1].seen > 0
+    np.testing.assert_array_equal(merged.X, whole.X)
+    assert merged.index.equals(whole.index)
