@@ -50,11 +50,7 @@ def text_features(ds: Recipe1M, split: str, kind: str, encoder, cache_dir: str |
     recipes = ds.split(split)
     meta = {"modality": "text", "split": split, "text_kind": kind, "encoder": encoder.config,
             "data": fingerprint, "version": VERSION}
-    dest = Path(cache_dir) / "features" / key(meta)
-    with _job_lock(dest, job):
-        if not (dest / "X.npy").exists():
-            _text_features(recipes, kind, encoder, dest, meta, progress, job)
-    return dest
+    return cached(cache_dir, meta, lambda dest: _text_features(recipes, kind, encoder, dest, meta, progress, job), job)
 
 
 def _text_features(recipes, kind, encoder, dest, meta, progress, job):
@@ -77,16 +73,21 @@ def image_features(ds: Recipe1M, split: str, encoder, cache_dir: str | Path, fin
     recipes = ds.split(split)
     meta = {"modality": "image", "split": split, "all_images": all_images, "encoder": encoder.config,
             "data": fingerprint, "version": VERSION}
+    return cached(cache_dir, meta,
+                  lambda dest: _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress, job), job)
+
+
+def cached(cache_dir: str | Path, meta: dict, build: Callable[[Path], None], job: tuple[int, int] = (0, 1)) -> Path:
+    """The entry keyed by ``meta``, built by ``build(dest)`` unless it exists.
+
+    One process at a time builds an entry; jobs that split its shards between them
+    (``job[1] > 1``) must not wait on each other, so they take no lock.
+    """
     dest = Path(cache_dir) / "features" / key(meta)
-    with _job_lock(dest, job):
+    with locked(dest) if job[1] == 1 else contextlib.nullcontext():
         if not (dest / "X.npy").exists():
-            _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress, job)
+            build(dest)
     return dest
-
-
-def _job_lock(dest: Path, job: tuple[int, int]):
-    """One job per entry holds the lock; jobs that split an entry's shards between them must not wait on each other."""
-    return locked(dest) if job[1] == 1 else contextlib.nullcontext()
 
 
 def _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress, job):

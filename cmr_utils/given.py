@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from .data import Recipe1M
-from .features import VERSION, store
-from .io import file_digest, key, locked
+from .features import VERSION, cached, store
+from .io import file_digest
 
 EXTENSIONS = (".npz", ".npy", ".pkl", ".pickle", ".h5", ".hdf5")
 ARRAY_NAMES = ("X", "features", "embeddings")
@@ -92,23 +92,23 @@ def import_features(ds: Recipe1M, split: str, path: str | Path, cache_dir: str |
     meta = {"modality": modality, "split": split, "text_kind": kind, "all_images": all_images,
             "encoder": {"name": "given", "file": path.name, "digest": file_digest(path)},
             "data": fingerprint, "version": VERSION}
-    dest = Path(cache_dir) / "features" / key(meta)
-    with locked(dest):
-        if not (dest / "X.npy").exists():
-            ids, X = read(path)
-            row = {i: n for n, i in enumerate(ids)}
-            recipes = ds.split(split)
-            by_recipe = modality == "text" or any(r.id in row for r in recipes)
-            if by_recipe:
-                wanted = [(r.id, "" if modality == "text" else r.images[0], r.id) for r in recipes]
-            else:
-                wanted = [(r.id, im, im) for r in recipes for im in (r.images if all_images else r.images[:1])]
-            missing = [w for _, _, w in wanted if w not in row]
-            if missing:
-                what = "recipe" if by_recipe else "image"
-                raise ValueError(
-                    f"{path}: {len(missing)} of {len(wanted)} {split} {what} ids have no vector, e.g. {missing[:10]} "
-                    f"({len(ids) - (len(wanted) - len(missing))} ids in the file are not in this split)")
-            index = pd.DataFrame([(rid, im) for rid, im, _ in wanted], columns=["recipe_id", "image_id"])
-            store(dest, X[[row[w] for _, _, w in wanted]], index, [], meta)
-    return dest
+
+    def build(dest: Path) -> None:
+        ids, X = read(path)
+        row = {i: n for n, i in enumerate(ids)}
+        recipes = ds.split(split)
+        by_recipe = modality == "text" or any(r.id in row for r in recipes)
+        if by_recipe:
+            wanted = [(r.id, "" if modality == "text" else r.images[0], r.id) for r in recipes]
+        else:
+            wanted = [(r.id, im, im) for r in recipes for im in (r.images if all_images else r.images[:1])]
+        missing = [w for _, _, w in wanted if w not in row]
+        if missing:
+            what = "recipe" if by_recipe else "image"
+            raise ValueError(
+                f"{path}: {len(missing)} of {len(wanted)} {split} {what} ids have no vector, e.g. {missing[:10]} "
+                f"({len(ids) - (len(wanted) - len(missing))} ids in the file are not in this split)")
+        index = pd.DataFrame([(rid, im) for rid, im, _ in wanted], columns=["recipe_id", "image_id"])
+        store(dest, X[[row[w] for _, _, w in wanted]], index, [], meta)
+
+    return cached(cache_dir, meta, build)
