@@ -44,11 +44,16 @@ class Recipe1M:
     """A Recipe1M-layout folder: recipes with their image ids, and the entries that were dropped.
 
     ``skipped`` is a DataFrame (stage, id, reason) of layer2 entries without a recipe, recipes
-    without images, and listed images whose file is missing.
+    without images, and listed images whose file is missing. With ``ingredients="detected"``
+    the ingredients text is Recipe1M's ``det_ingrs.json`` (the ingredient names it marks valid,
+    e.g. "penne" for "1 pound penne pasta, cooked") instead of the raw lines.
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, ingredients: str = "raw"):
         self.root = Path(root)
+        if ingredients not in ("raw", "detected"):
+            raise ValueError(f"ingredients must be 'raw' or 'detected', got {ingredients!r}")
+        self.ingredients = ingredients
         for name in ("layer1.json", "layer2.json"):
             if not (self.root / name).is_file():
                 raise FileNotFoundError(
@@ -79,7 +84,23 @@ class Recipe1M:
         for r in self.recipes.values():
             if not r.images:
                 skipped.append(("layer1", r.id, "recipe has no image"))
+        if ingredients == "detected":
+            self._use_detected(skipped)
         self.skipped = pd.DataFrame(skipped, columns=["stage", "id", "reason"])
+
+    def _use_detected(self, skipped: list) -> None:
+        path = self.root / "det_ingrs.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: ingredients='detected' needs Recipe1M's det_ingrs.json")
+        seen = set()
+        for entry in iter_json_array(path):
+            recipe = self.recipes.get(entry.get("id"))
+            if recipe is None:
+                continue
+            seen.add(recipe.id)
+            names = [_text(x) for x in entry.get("ingredients") or []]
+            recipe.ingredients = [n for n, ok in zip(names, entry.get("valid") or []) if ok and n]
+        skipped += [("det_ingrs", rid, "no detected ingredients entry") for rid in self.recipes if rid not in seen]
 
     def image_path(self, partition: str, image_id: str) -> Path:
         return self.root / "images" / partition / Path(*image_id[:4]) / image_id
@@ -92,7 +113,8 @@ class Recipe1M:
 
     def fingerprint(self) -> str:
         """Content hash of the two JSON files: part of every cache key built on this data."""
-        return file_digest(self.root / "layer1.json") + file_digest(self.root / "layer2.json")
+        digest = file_digest(self.root / "layer1.json") + file_digest(self.root / "layer2.json")
+        return digest + ("-det" + file_digest(self.root / "det_ingrs.json") if self.ingredients == "detected" else "")
 
     def counts(self) -> pd.DataFrame:
         rows = [{"split": s, "recipes": len(rs), "images": sum(len(r.images) for r in rs)}

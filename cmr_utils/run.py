@@ -101,6 +101,12 @@ def expand(params: dict, source: str) -> list[tuple[str, dict]]:
     return points
 
 
+def expand_path(value: str) -> str:
+    """Environment variables in a path parameter, shell-style ``${VAR:-default}`` included."""
+    value = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m.group(1)) or m.group(2), value)
+    return os.path.expandvars(value)
+
+
 def _slug(value) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", json.dumps(value) if not isinstance(value, str) else value).strip("-")
 
@@ -111,7 +117,7 @@ def run_point(params: dict, run_dir: Path, show_code: bool = False, quiet: bool 
     params = dict(params)
     for k in PATH_KEYS:
         if params.get(k):
-            params[k] = str(Path(os.path.expandvars(str(params[k]))).expanduser().resolve())
+            params[k] = str(Path(expand_path(str(params[k]))).expanduser().resolve())
     run_dir.mkdir(parents=True, exist_ok=True)
     params["run_dir"] = str(run_dir)
     params["cache_dir"] = params.get("cache_dir") or str(ROOT / "cache")

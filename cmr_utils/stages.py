@@ -28,7 +28,7 @@ CONFIG_COLUMNS = ["text_kind", "features", "image_encoder", "text_encoder", "mod
 def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, text_encoder="minilm",
             image_encoder="efficientnet-lite0", image_weights=None, text_kinds=("title",),
             batch_size=32, num_workers=2, device=None, text_layer=-2, text_pooling="mean",
-            given_dir=None, shard=0, num_shards=1, progress=True) -> dict:
+            given_dir=None, shard=0, num_shards=1, ingredients="raw", progress=True) -> dict:
     """Encode every split's images and texts (cached), write ``features.json`` and return it.
 
     ``data_dir`` None means the embedded demo corpus, generated once into the cache. The text
@@ -46,7 +46,7 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, t
         raise ValueError(f"unknown text kinds {sorted(unknown)}; choose from {TEXT_KINDS + ('concat',)}")
     base = list(dict.fromkeys(k for kind in text_kinds for k in (CONCAT_PARTS if kind == "concat" else [kind])))
     root = Path(data_dir) if data_dir else demo.ensure(cache_dir, demo_recipes, demo_seed)
-    ds = Recipe1M(root)
+    ds = Recipe1M(root, ingredients)
     fingerprint = ds.fingerprint()
     if given_dir:
         encoders = {"image": {"name": "given"}, "text": {"name": "given"}}
@@ -63,7 +63,7 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, t
             ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress, job=job)
         text_of = lambda split, kind: text_features(  # noqa: E731
             ds, split, kind, texts, cache_dir, fingerprint, progress, job)
-    manifest = {"data": {"root": str(root), "fingerprint": fingerprint,
+    manifest = {"data": {"root": str(root), "fingerprint": fingerprint, "ingredients": ingredients,
                          "counts": ds.counts().reset_index().to_dict("records")},
                 "source": "given" if given_dir else "generated", "encoders": encoders,
                 "image": {}, "text": {k: {} for k in text_kinds}}
@@ -89,7 +89,7 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, t
 def skipped_table(run_dir) -> pd.DataFrame:
     """Everything the data layer and the encoders dropped, with the reason, from the run's manifest."""
     manifest = _read(run_dir, "features.json")
-    frames = [Recipe1M(manifest["data"]["root"]).skipped.assign(split="")]
+    frames = [Recipe1M(manifest["data"]["root"], manifest["data"]["ingredients"]).skipped.assign(split="")]
     for split, path in manifest["image"].items():
         frames.append(Features.load(path).skipped.assign(stage="image encoder", split=split))
     for kind, paths in manifest["text"].items():

@@ -30,6 +30,7 @@ image_encoder = "efficientnet-lite0"  # "efficientnet-lite0" (bundled) or "resne
 image_weights = None  # ResNet-50 state-dict file, or None for the torch hub cache
 text_layer = -2  # hidden layer of the text model (-2: second-to-last, the paper's)
 text_pooling = "mean"  # "mean" over tokens (attention-masked) or "cls"
+ingredients = "raw"  # "raw" ingredient lines, or "detected": the names in Recipe1M's det_ingrs.json
 text_kinds = ["title", "ingredients", "instructions", "all"]  # and "concat": the first three side by side
 batch_size = 32
 num_workers = 2
@@ -45,7 +46,7 @@ from cmr_utils import stages
 
 manifest = stages.extract(run_dir, cache_dir, data_dir, demo_recipes, demo_seed, text_encoder, image_encoder,
                           image_weights, text_kinds, batch_size, num_workers, device, text_layer, text_pooling,
-                          given_dir, shard, num_shards)
+                          given_dir, shard, num_shards, ingredients)
 
 # %% [markdown]
 # ## The data

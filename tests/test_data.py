@@ -80,3 +80,21 @@ def test_shared_sample_counts_and_faults(shared_root):
                        "recipe has no image": 1}
     no_steps = [r for r in ds.recipes.values() if not r.instructions]
     assert no_steps and all(r.text("instructions") == "" for r in no_steps)
+
+
+def test_detected_ingredients_replace_raw_lines(demo_root, tmp_path):
+    root = tmp_path / "det"
+    shutil.copytree(demo_root, root)
+    layer1 = json.loads((root / "layer1.json").read_text())
+    with pytest.raises(FileNotFoundError, match="det_ingrs.json"):
+        Recipe1M(root, ingredients="detected")
+    det = [{"id": r["id"], "valid": [True, False] + [True] * (len(r["ingredients"]) - 2),
+            "ingredients": [{"text": f"name{i}"} for i in range(len(r["ingredients"]))]} for r in layer1[1:]]
+    (root / "det_ingrs.json").write_text(json.dumps(det))
+    raw, ds = Recipe1M(root), Recipe1M(root, ingredients="detected")
+    r = ds.recipes[layer1[1]["id"]]
+    assert r.ingredients == ["name0"] + [f"name{i}" for i in range(2, len(layer1[1]["ingredients"]))]
+    assert r.text("ingredients") == "\n".join(r.ingredients) and r.text("title") == layer1[1]["title"]
+    assert ("det_ingrs", layer1[0]["id"], "no detected ingredients entry") in set(
+        map(tuple, ds.skipped[["stage", "id", "reason"]].values))
+    assert ds.fingerprint() != raw.fingerprint()

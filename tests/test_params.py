@@ -65,3 +65,11 @@ def test_runner_rejects_typo_before_running_anything(tmp_path):
     assert R.main([str(f), "--name", "typo"]) == 1
     assert time.time() - t0 < 10
     assert not (R.ROOT / "reports" / "typo").exists()
+
+
+def test_path_parameters_expand_environment_variables(monkeypatch):
+    monkeypatch.delenv("CMR_TEST_DATA", raising=False)
+    assert R.expand_path("${CMR_TEST_DATA:-../shared/x}") == "../shared/x"
+    monkeypatch.setenv("CMR_TEST_DATA", "/data/r1m")
+    assert R.expand_path("${CMR_TEST_DATA:-../shared/x}") == "/data/r1m"
+    assert R.expand_path("$CMR_TEST_DATA/images") == "/data/r1m/images"

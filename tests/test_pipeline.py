@@ -6,12 +6,14 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from cmr_utils import run as R
 from cmr_utils import stages
 from cmr_utils.data import Recipe1M
+from cmr_utils.features import Features
 from cmr_utils.retrieval import protocol_name
 
 pytestmark = pytest.mark.slow
@@ -128,6 +130,16 @@ def test_shared_sample_end_to_end(tmp_path, shared_root):
     results = check_report(run_dir)
     titled = sum(1 for r in Recipe1M(shared_root).split("test") if r.title)
     assert set(results[results.split == "test"].protocol) == {protocol_name(titled) if titled < 1000 else "1k"}
+    manifest = json.loads((run_dir / "features.json").read_text())
+    counts = Recipe1M(shared_root).counts()
+    for split in ("train", "val", "test"):
+        img, txt = (Features.load(manifest[m][split] if m == "image" else manifest[m]["title"][split])
+                    for m in ("image", "text"))
+        assert img.X.dtype == np.float32 and img.X.shape[1] == 1280 and txt.X.shape[1] == 384
+        assert len(txt.X) + len(txt.skipped) == counts.loc[split, "recipes"]
+        expected = counts.loc[split, "images"] if split == "train" else counts.loc[split, "recipes"]
+        assert len(img.X) + len(img.skipped) == expected  # every listed image: encoded or skipped with a reason
+        assert np.isfinite(img.X).all() and (np.abs(img.X).sum(1) > 0).all()
     extract = (run_dir / "01_extract.html").read_text()
     for reason in ("truncated image", "empty file", "image file missing",
                    "layer2 entry for a recipe not in layer1", "empty title"):
