@@ -1,7 +1,6 @@
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from cmr_utils.data import TEXT_KINDS, Recipe1M, iter_json_array
