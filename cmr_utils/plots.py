@@ -10,6 +10,7 @@ import seaborn as sns
 from sklearn.manifold import TSNE
 
 from .data import Recipe1M
+from .encoders import load_image
 from .retrieval import normalize
 
 # dish group: title words that name it; earlier groups win ("Shrimp Soup" is a soup)
@@ -110,13 +111,12 @@ def tsne(Z_img: np.ndarray, Z_txt: np.ndarray, labels: list[str], score: str, co
 
 def retrieval_examples(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, score, corrs, queries, k: int = 5):
     """Figure: each query photo beside the titles of its top-k recipes (✓ marks the true one)."""
-    from .encoders import load_image
     Qi, Gt = normalize(Z_img, score, corrs), normalize(Z_txt, score, corrs)
     fig, axes = plt.subplots(len(queries), 2, figsize=(9, 2.2 * len(queries)),
                              gridspec_kw={"width_ratios": [1, 3]}, squeeze=False)
     for row, q in enumerate(queries):
-        rid, iid = index.recipe_id[q], index.image_id[q]
-        axes[row, 0].imshow(load_image(ds.image_path(ds.recipes[rid].partition, iid)))
+        rid = index.recipe_id[q]
+        _show(axes[row, 0], ds, index, q)
         axes[row, 0].axis("off")
         top = np.argsort(-(Gt @ Qi[q]))[:k]
         lines = [f"{i + 1}. {ds.recipes[index.recipe_id[t]].title[:70]}{'  ✓' if t == q else ''}"
@@ -135,22 +135,22 @@ def arithmetic_examples(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, swaps, 
     ``swaps`` is a list of (a, b) words; the query is the first test photo whose recipe title
     contains a. ``embed_text`` maps a list of strings to latent text vectors.
     """
-    from .encoders import load_image
-    swaps = [(a, b) for a, b in swaps if any(a in t.lower() for t in _titles(ds, index))]
+    titles = [ds.recipes[r].title.lower() for r in index.recipe_id]
+    swaps = [(a, b) for a, b in swaps if any(a in t for t in titles)]
     if not swaps:
         return None
     Qi, Gt = normalize(Z_img, score, corrs), normalize(Z_txt, score, corrs)
     fig, axes = plt.subplots(len(swaps), k + 1, figsize=(2.4 * (k + 1), 2.9 * len(swaps)), squeeze=False)
     for row, (a, b) in enumerate(swaps):
-        q = next(i for i, t in enumerate(_titles(ds, index)) if a in t.lower())
+        q = next(i for i, t in enumerate(titles) if a in t)
         Ta, Tb = normalize(embed_text([a, b]), score, corrs)
         z = Qi[q] - Ta + Tb
         nearest_img = [i for i in np.argsort(-(Qi @ z)) if i != q][:k]
         nearest_txt = np.argsort(-(Gt @ z))[:3]
-        _show(axes[row, 0], ds, index, q, load_image)
+        _show(axes[row, 0], ds, index, q)
         axes[row, 0].set_title(f"{_short(ds, index, q)}\n− “{a}” + “{b}”", fontsize=8)
         for col, i in enumerate(nearest_img, 1):
-            _show(axes[row, col], ds, index, i, load_image)
+            _show(axes[row, col], ds, index, i)
             axes[row, col].set_title(_short(ds, index, i), fontsize=8)
         axes[row, k].text(0.0, -0.12, "recipes: " + "; ".join(_short(ds, index, i, 30) for i in nearest_txt),
                           transform=axes[row, k].transAxes, ha="right", fontsize=7)
@@ -160,12 +160,11 @@ def arithmetic_examples(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, swaps, 
 
 def photos_for_recipe(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, score, corrs, queries, k: int = 5):
     """Recipe→image retrieval: each query recipe's title beside its top-k photos (the true one framed)."""
-    from .encoders import load_image
     Qt, Gi = normalize(Z_txt, score, corrs), normalize(Z_img, score, corrs)
     fig, axes = plt.subplots(len(queries), k, figsize=(2.2 * k, 2.5 * len(queries)), squeeze=False)
     for row, q in enumerate(queries):
         for col, i in enumerate(np.argsort(-(Gi @ Qt[q]))[:k]):
-            _show(axes[row, col], ds, index, i, load_image)
+            _show(axes[row, col], ds, index, i)
             if i == q:
                 for spine in axes[row, col].spines.values():
                     spine.set(visible=True, color="green", linewidth=4)
@@ -174,16 +173,12 @@ def photos_for_recipe(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, score, co
     return fig
 
 
-def _titles(ds, index):
-    return [ds.recipes[r].title for r in index.recipe_id]
-
-
 def _short(ds, index, i, n: int = 24) -> str:
     t = ds.recipes[index.recipe_id[i]].title
     return t if len(t) <= n else t[: n - 1] + "…"
 
 
-def _show(ax, ds, index, i, load_image):
+def _show(ax, ds, index, i):
     ax.imshow(load_image(ds.image_path(ds.recipes[index.recipe_id[i]].partition, index.image_id[i])))
     ax.set_xticks([])
     ax.set_yticks([])

@@ -29,10 +29,8 @@ def write_index(run_dir: Path, steps: list[dict], params: dict) -> Path:
         f"<li><a href='{s['notebook']}.html'>{s['notebook']}</a> "
         f"({s['state'] if s['ok'] else '<b>failed</b>'}, {s['seconds']:.1f} s) · "
         f"<a href='{s['notebook']}.ipynb'>notebook</a></li>" for s in steps)
-    manifest = run_dir / "features.json"
-    data = json.loads(manifest.read_text()).get("data", {}) if manifest.exists() else {}
     sections = [("Reports", f"<ul>{links}</ul>"), ("Results", _results_table(run_dir / "results.csv")),
-                ("Provenance", _table(_provenance(data))), ("Parameters", _params_table(params))]
+                ("Provenance", _table(_provenance(run_dir))), ("Parameters", _params_table(params))]
     return _page(run_dir, f"cmr run: {run_dir.name}", sections)
 
 
@@ -52,7 +50,8 @@ def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict])
     points_table = f"<table><tr><th>point</th><th>status</th><th>seconds</th></tr>{''.join(rows)}</table>"
     first = next(iter(params.values()), {})
     sections = [("Grid points", points_table), ("Results of all points", _results_table(run_dir / "results.csv")),
-                ("Provenance", _table(_provenance({}))), ("Parameters of the first point", _params_table(first))]
+                ("Provenance (data of the first point)", _table(_provenance(run_dir / points[0]["point"]))),
+                ("Parameters of the first point", _params_table(first))]
     return _page(run_dir, f"cmr grid: {run_dir.name}", sections)
 
 
@@ -64,7 +63,9 @@ def _results_table(path: Path) -> str:
             + df.to_html(index=False, float_format=lambda v: f"{v:.2f}", classes="sortable", border=0))
 
 
-def _provenance(data: dict) -> dict:
+def _provenance(point_dir: Path) -> dict:
+    manifest = point_dir / "features.json"
+    data = json.loads(manifest.read_text()).get("data", {}) if manifest.exists() else {}
     return {"git commit": _git(), "python": platform.python_version(), **{p: _version(p) for p in PACKAGES},
             "data": data.get("root", ""), "data fingerprint": data.get("fingerprint", "")}
 

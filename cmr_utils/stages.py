@@ -92,9 +92,11 @@ def skipped_table(run_dir) -> pd.DataFrame:
     frames = [Recipe1M(manifest["data"]["root"], manifest["data"]["ingredients"]).skipped.assign(split="")]
     for split, path in manifest["image"].items():
         frames.append(Features.load(path).skipped.assign(stage="image encoder", split=split))
-    for kind, paths in manifest["text"].items():
-        for split, path in paths.items() if kind != "concat" else ():
-            frames.append(Features.load(path).skipped.assign(stage=f"text encoder ({kind})", split=split))
+    entries = {p: split for paths in manifest["text"].values() for split, path in paths.items()
+               for p in (path if isinstance(path, list) else [path])}  # concat lists its parts' entries
+    for path, split in entries.items():
+        feats = Features.load(path)
+        frames.append(feats.skipped.assign(stage=f"text encoder ({feats.meta['text_kind']})", split=split))
     return pd.concat(frames, ignore_index=True)[["stage", "split", "id", "reason"]]
 
 

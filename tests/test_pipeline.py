@@ -156,6 +156,8 @@ def test_grid_runs_points_in_parallel_and_survives_a_failing_point(tmp_path, cap
     good, bad = "text_encoder-minilm", next(p.name for p in run_dir.iterdir() if "no-model" in p.name)
     assert f"href='{good}/index.html'" in index and f"href='{bad}/index.html'" in index
     check_report(run_dir / good)
+    fingerprint = json.loads((run_dir / good / "features.json").read_text())["data"]["fingerprint"]
+    assert f"<th>data fingerprint</th><td>{fingerprint}</td>" in index
     assert "not available offline" in (run_dir / bad / "01_extract.html").read_text()
     combined = stages.load_results(run_dir)
     assert set(combined.point) == {good}
