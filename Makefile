@@ -4,12 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PARAMS ?= params/demo.yaml
+RUN    ?= $(basename $(notdir $(PARAMS)))
 ARGS   ?=
 PYTEST_ARGS ?=
+# JupyterLab's view of the project: the "cmr" kernel the notebooks ask for, and .py files opening as notebooks
+KERNELSPEC := $(VENV)/share/jupyter/kernels/cmr/kernel.json
+LABCONFIG  := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: env report test lab clean
+.PHONY: env report share test lab clean
 
-env: $(STAMP)
+env: $(STAMP) $(KERNELSPEC) $(LABCONFIG)
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +21,23 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
+$(KERNELSPEC): $(STAMP)
+	$(BIN)/python -m ipykernel install --sys-prefix --name cmr --display-name cmr
+
+$(LABCONFIG): $(STAMP)
+	$(BIN)/jupytext-config --settings-file $@ set-default-viewer python
+
 report: $(STAMP)
 	$(BIN)/python -m cmr_utils.run $(PARAMS) $(ARGS)
 
-test: $(STAMP)
+share: $(STAMP)
+	$(BIN)/python -m cmr_utils.share reports/$(RUN)
+
+test: env
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lab: $(STAMP)
+lab: env
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf reports/*/ cache/
+	rm -rf reports/*/ reports/*.zip cache/

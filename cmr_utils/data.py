@@ -5,17 +5,23 @@ real, imperfect download says what it skipped instead of crashing or silently sh
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import ijson
 import pandas as pd
 
 from .io import file_digest
 
 SPLITS = ("train", "val", "test")
 TEXT_KINDS = ("title", "ingredients", "instructions", "all")
+UNSAFE_ID = "unsafe image id (path separator or '..')"
+
+try:
+    _ijson = ijson.get_backend("yajl2_c")
+except ImportError:  # no compiled backend on this platform: ijson's default, slower but the same
+    _ijson = ijson
 
 
 @dataclass
@@ -43,8 +49,10 @@ class Recipe:
 class Recipe1M:
     """A Recipe1M-layout folder: recipes with their image ids, and the entries that were dropped.
 
-    ``skipped`` is a DataFrame (stage, id, reason) of layer2 entries without a recipe, recipes
-    without images, and listed images whose file is missing. With ``ingredients="detected"``
+    ``skipped`` is a DataFrame (stage, id, reason) of entries of the wrong shape or without id,
+    duplicate recipes, layer2 entries without a recipe, recipes without images, and listed images
+    whose id is not a plain file name or whose file is missing; an entry without a usable id is
+    named ``<entry N>`` (its index in the file). With ``ingredients="detected"``
     the ingredients text is Recipe1M's ``det_ingrs.json`` (the ingredient names it marks valid,
     e.g. "penne" for "1 pound penne pasta, cooked") instead of the raw lines.
     """
@@ -62,25 +70,38 @@ class Recipe1M:
                     "(or leave it empty for the embedded demo corpus).")
         skipped: list[tuple[str, str, str]] = []
         self.recipes: dict[str, Recipe] = {}
-        for r in iter_json_array(self.root / "layer1.json"):
-            if r.get("partition") not in SPLITS:
-                skipped.append(("layer1", str(r.get("id")), f"unknown partition {r.get('partition')!r}"))
+        for n, r in enumerate(iter_json_array(self.root / "layer1.json")):
+            rid, why = _entry_problem(n, r, "recipe", title=str, ingredients=list, instructions=list)
+            if not why and r.get("partition") not in SPLITS:
+                why = f"unknown partition {r.get('partition')!r}"
+            if not why and rid in self.recipes:
+                why = "duplicate recipe id"
+            if why:
+                skipped.append(("layer1", rid, why))
                 continue
-            self.recipes[r["id"]] = Recipe(
-                id=r["id"], title=(r.get("title") or "").strip(),
+            self.recipes[rid] = Recipe(
+                id=rid, title=(r.get("title") or "").strip(),
                 ingredients=[t for t in (_text(x) for x in r.get("ingredients") or []) if t],
                 instructions=[t for t in (_text(x) for x in r.get("instructions") or []) if t],
                 partition=r["partition"])
-        for entry in iter_json_array(self.root / "layer2.json"):
-            recipe = self.recipes.get(entry.get("id"))
-            if recipe is None:
-                skipped.append(("layer2", str(entry.get("id")), "layer2 entry for a recipe not in layer1"))
+        for n, entry in enumerate(iter_json_array(self.root / "layer2.json")):
+            rid, why = _entry_problem(n, entry, "layer2 entry", images=list)
+            recipe = self.recipes.get(rid)
+            if not why and recipe is None:
+                why = "layer2 entry for a recipe not in layer1"
+            if why:
+                skipped.append(("layer2", rid, why))
                 continue
             for im in entry.get("images") or []:
-                if self.image_path(recipe.partition, im["id"]).is_file():
-                    recipe.images.append(im["id"])
+                image_id = im.get("id") if isinstance(im, dict) else None
+                if not isinstance(image_id, str) or not image_id:
+                    skipped.append(("layer2", rid, "image entry without an id"))
+                elif _unsafe(image_id):
+                    skipped.append(("image", image_id, UNSAFE_ID))
+                elif self.image_path(recipe.partition, image_id).is_file():
+                    recipe.images.append(image_id)
                 else:
-                    skipped.append(("image", im["id"], "image file missing"))
+                    skipped.append(("image", image_id, "image file missing"))
         for r in self.recipes.values():
             if not r.images:
                 skipped.append(("layer1", r.id, "recipe has no image"))
@@ -93,16 +114,24 @@ class Recipe1M:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: ingredients='detected' needs Recipe1M's det_ingrs.json")
         seen = set()
-        for entry in iter_json_array(path):
-            recipe = self.recipes.get(entry.get("id"))
+        for n, entry in enumerate(iter_json_array(path)):
+            rid, why = _entry_problem(n, entry, "det_ingrs entry", ingredients=list, valid=list)
+            recipe = self.recipes.get(rid)
             if recipe is None:
                 continue
-            seen.add(recipe.id)
+            seen.add(rid)
+            if why:
+                skipped.append(("det_ingrs", rid, why))
+                continue
             names = [_text(x) for x in entry.get("ingredients") or []]
             recipe.ingredients = [n for n, ok in zip(names, entry.get("valid") or []) if ok and n]
         skipped += [("det_ingrs", rid, "no detected ingredients entry") for rid in self.recipes if rid not in seen]
 
     def image_path(self, partition: str, image_id: str) -> Path:
+        """root/images/<partition>/a/b/c/d/<image id>; ids come from the JSON, so one that is not a
+        plain file name (and could name a file outside images/) is refused with ``ValueError``."""
+        if partition not in SPLITS or not isinstance(image_id, str) or not image_id or _unsafe(image_id):
+            raise ValueError(f"{UNSAFE_ID}: partition {partition!r}, image id {image_id!r}")
         return self.root / "images" / partition / Path(*image_id[:4]) / image_id
 
     def split(self, partition: str) -> list[Recipe]:
@@ -126,46 +155,66 @@ def _text(item) -> str:
     return str((item.get("text") if isinstance(item, dict) else item) or "").strip()
 
 
-def iter_json_array(path: str | Path, chunk_size: int = 1 << 20) -> Iterator[dict]:
-    """Yield the elements of a top-level JSON array one by one, reading the file in chunks.
+def _entry_problem(n: int, entry, what: str, **fields: type) -> tuple[str, str | None]:
+    """(the entry's id, or ``<entry n>`` without one; why it cannot be used, or None).
+
+    The JSON comes from a download, so any entry may have any shape; absent or null fields
+    count as empty, as Recipe1M leaves them out.
+    """
+    if not isinstance(entry, dict):
+        return f"<entry {n}>", f"{what} of the wrong shape: {type(entry).__name__}, expected an object"
+    rid = entry.get("id")
+    if not isinstance(rid, str) or not rid:
+        return f"<entry {n}>", f"{what} without id"
+    for name, kind in fields.items():
+        value = entry.get(name)
+        if value is not None and not isinstance(value, kind):
+            expected = "a string" if kind is str else f"a {kind.__name__}"
+            return rid, f"{what} of the wrong shape: {name} is {type(value).__name__}, expected {expected}"
+    return rid, None
+
+
+def _unsafe(image_id: str) -> bool:
+    """Whether the id could step out of its folder: a separator, NUL, '.' or '..' (it is a path part)."""
+    return image_id in (".", "..") or any(c in image_id for c in "/\\\0")
+
+
+class JSONFormatError(ValueError):
+    """A JSON file that is not one well-formed array; the message names the file and a byte offset."""
+
+
+class _CountingReader:
+    """Counts the bytes handed to the parser: ijson's errors say what is wrong but not where."""
+
+    def __init__(self, f):
+        self.f, self.pos = f, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.pos += len(data)
+        return data
+
+
+def iter_json_array(path: str | Path, buf_size: int = 1 << 16) -> Iterator:
+    """Yield the elements of a top-level JSON array one by one (ijson, C backend when present).
 
     Recipe1M's layer1.json is 1.3 GB; ``json.load`` would hold the text and every parsed object
-    at once, while this holds one chunk plus the objects the caller keeps.
+    at once, while this holds one ``buf_size`` read plus the objects the caller keeps. A file that
+    is not exactly one array (missing comma, trailing junk, truncated) raises ``JSONFormatError``
+    near the offending byte: at most ``buf_size`` bytes before the offset it names.
     """
-    decoder = json.JSONDecoder()
-    with open(path, encoding="utf-8") as f:
-        buf, pos = f.read(chunk_size), 0
-        pos = _skip_ws(buf, pos)
-        if not buf.startswith("[", pos):
-            raise ValueError(f"{path}: expected a JSON array")
-        pos += 1
-        eof = False
-        while True:
-            pos = _skip_ws(buf, pos)
-            if pos < len(buf) and buf[pos] == ",":
-                pos = _skip_ws(buf, pos + 1)
-            if pos < len(buf) and buf[pos] == "]":
-                return
-            try:
-                obj, end = decoder.raw_decode(buf, pos)
-            except json.JSONDecodeError:
-                if eof:
-                    raise ValueError(f"{path}: truncated or malformed JSON near character {pos}")
-                more = f.read(chunk_size)
-                eof = not more
-                buf, pos = buf[pos:] + more, 0
-                continue
-            if end == len(buf) and not eof:  # a number may continue in the next chunk
-                more = f.read(chunk_size)
-                eof = not more
-                if more:
-                    buf, pos = buf[pos:] + more, 0
-                    continue
-            yield obj
-            pos = end
-
-
-def _skip_ws(buf: str, pos: int) -> int:
-    while pos < len(buf) and buf[pos] in " \t\r\n":
-        pos += 1
-    return pos
+    with open(path, "rb") as f:
+        first = f.read(1)
+        while first.isspace():
+            first = f.read(1)
+        if first != b"[":
+            raise JSONFormatError(f"{path}: expected a JSON array, found {first!r} near byte {f.tell() - len(first)}")
+        f.seek(0)
+        reader = _CountingReader(f)
+        try:
+            yield from _ijson.items(reader, "item", use_float=True, buf_size=buf_size)
+        except ijson.JSONError as e:
+            text = e.args[0] if e.args else type(e).__name__  # yajl's text, sometimes as bytes
+            reason = (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)).split("\n")[0]
+            raise JSONFormatError(f"{path}: malformed JSON near byte {reader.pos} "
+                                  f"(within the {buf_size} bytes before it): {reason}") from None

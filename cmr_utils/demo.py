@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm.auto import tqdm
 
 from .io import atomic_dir, locked
+from .progress import bar as progress_bar
 
 VERSION = 1  # bump when the output of generate() changes
 IMAGE_SIZE = 256
@@ -88,7 +88,7 @@ def generate(root: str | Path, n_recipes: int = 3000, seed: int = 0, progress: b
     recipe_seeds = rng.integers(0, 2**63, size=n_recipes)
     layer1, layer2 = [], []
     with atomic_dir(root) as tmp:
-        for i in tqdm(range(n_recipes), desc="demo corpus", disable=not progress, unit="recipe"):
+        for i in progress_bar(range(n_recipes), desc="demo corpus", disable=not progress, unit="recipe"):
             r = np.random.default_rng(recipe_seeds[i])
             recipe = _recipe(r)
             rid = ids[i]
@@ -113,13 +113,14 @@ def generate(root: str | Path, n_recipes: int = 3000, seed: int = 0, progress: b
 
 
 def ensure(cache_dir: str | Path, n_recipes: int = 3000, seed: int = 0) -> Path:
-    """Return the demo corpus for these settings, generating it once per cache."""
+    """Return the demo corpus for these settings, generating it once per cache (a finished one needs no write access)."""
     root = Path(cache_dir) / "data" / f"demo-v{VERSION}-n{n_recipes}-s{seed}"
-    with locked(root):
-        if not (root / "layer2.json").exists():
-            if root.exists():
-                shutil.rmtree(root)
-            generate(root, n_recipes, seed)
+    if not (root / "layer2.json").exists():
+        with locked(root):
+            if not (root / "layer2.json").exists():
+                if root.exists():
+                    shutil.rmtree(root)
+                generate(root, n_recipes, seed)
     return root
 
 

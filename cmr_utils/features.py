@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .data import Recipe1M
-from .io import atomic_dir, atomic_file, key, locked
+from .io import atomic_dir, atomic_file, check_finite, key, locked
 
 VERSION = 1  # bump when the layout or the meaning of stored features changes
 SHARD_SIZE = 1024
@@ -72,21 +73,39 @@ def image_features(ds: Recipe1M, split: str, encoder, cache_dir: str | Path, fin
     """
     recipes = ds.split(split)
     meta = {"modality": "image", "split": split, "all_images": all_images, "encoder": encoder.config,
-            "data": fingerprint, "version": VERSION}
+            "data": fingerprint, "files": image_files_key(ds, split, recipes), "version": VERSION}
     return cached(cache_dir, meta,
                   lambda dest: _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress, job), job)
+
+
+def image_files_key(ds: Recipe1M, split: str, recipes) -> str:
+    """A key of the split's image files (name, size, mtime): a photo added, removed or replaced changes it.
+
+    The data fingerprint hashes only the JSON files; stat calls are cheap next to encoding.
+    """
+    stats = []
+    for r in recipes:
+        for im in r.images:
+            try:
+                st = os.stat(ds.image_path(split, im))
+                stats.append((im, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stats.append((im, None, None))
+    return key(stats)
 
 
 def cached(cache_dir: str | Path, meta: dict, build: Callable[[Path], None], job: tuple[int, int] = (0, 1)) -> Path:
     """The entry keyed by ``meta``, built by ``build(dest)`` unless it exists.
 
-    One process at a time builds an entry; jobs that split its shards between them
+    A finished entry is read without a lock, so a cache shared read-only serves it. One
+    process at a time builds an entry; jobs that split its shards between them
     (``job[1] > 1``) must not wait on each other, so they take no lock.
     """
     dest = Path(cache_dir) / "features" / key(meta)
-    with locked(dest) if job[1] == 1 else contextlib.nullcontext():
-        if not (dest / "X.npy").exists():
-            build(dest)
+    if not (dest / "X.npy").exists():
+        with locked(dest) if job[1] == 1 else contextlib.nullcontext():
+            if not (dest / "X.npy").exists():
+                build(dest)
     return dest
 
 
@@ -121,9 +140,15 @@ def _image_features(ds, split, recipes, encoder, dest, meta, all_images, progres
     store(dest, X[perm], index, skipped, meta)
 
 
-def paired(image: Features, text: Features) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Row-aligned (image features, text features, index) for images whose recipe has text features."""
+def paired(image: Features, text: Features, recipes=None) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Row-aligned (image features, text features, index) for images whose recipe has text features.
+
+    ``recipes`` (recipe ids), when given, keeps only those recipes' pairs.
+    """
     text_row = {rid: i for i, rid in enumerate(text.index["recipe_id"])}
+    if recipes is not None:
+        keep = set(recipes)
+        text_row = {rid: i for rid, i in text_row.items() if rid in keep}
     rows = [(i, text_row[rid]) for i, rid in enumerate(image.index["recipe_id"]) if rid in text_row]
     ii = np.array([a for a, _ in rows], dtype=np.int64)
     tt = np.array([b for _, b in rows], dtype=np.int64)
@@ -153,12 +178,16 @@ def _sharded(dest: Path, tag: str, items: list, encode: Callable, dim: int,
     starts = list(range(0, len(items), SHARD_SIZE))
     for s, start in enumerate(starts):
         f = parts / f"{tag}-{s:05d}.npz"
-        if s % num_shards == shard and not f.exists():
-            X, bad = encode(items[start:start + SHARD_SIZE])
+        chunk = items[start:start + SHARD_SIZE]
+        if s % num_shards == shard and not _shard_of(f, chunk):
+            X, bad = encode(chunk)
+            good = np.setdiff1d(np.arange(len(chunk)), list(bad))
+            check_finite(X[good], f"features of {dest.name} ({tag})", [chunk[i] for i in good])
             with atomic_file(f) as tmp:
                 np.savez(tmp, X=X, bad_idx=np.array(list(bad), dtype=np.int64),
-                         bad_reason=np.array(list(bad.values()), dtype=str))
-    missing = [s for s in range(len(starts)) if not (parts / f"{tag}-{s:05d}.npz").exists()]
+                         bad_reason=np.array(list(bad.values()), dtype=str), items=key(chunk))
+    missing = [s for s, start in enumerate(starts)
+               if not _shard_of(parts / f"{tag}-{s:05d}.npz", items[start:start + SHARD_SIZE])]
     if missing:
         raise ExtractionIncomplete(
             f"job {shard} of {num_shards} finished its shards of {dest.name} ({tag}); {len(missing)} of "
@@ -172,6 +201,14 @@ def _sharded(dest: Path, tag: str, items: list, encode: Callable, dim: int,
             failed.update({start + int(i): str(r) for i, r in zip(z["bad_idx"], z["bad_reason"])})
     X = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
     return X, failed
+
+
+def _shard_of(path: Path, chunk: list) -> bool:
+    """Whether ``path`` is a finished shard computed for exactly these items (a resumed run may list others)."""
+    if not path.exists():
+        return False
+    with np.load(path) as z:
+        return "items" in z and str(z["items"]) == key(chunk)
 
 
 def store(dest: Path, X: np.ndarray, index: pd.DataFrame, skipped: list, meta: dict) -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .data import Recipe1M
 from .features import VERSION, cached, store
-from .io import file_digest
+from .io import check_finite, file_digest
 
 EXTENSIONS = (".npz", ".npy", ".pkl", ".pickle", ".h5", ".hdf5")
 ARRAY_NAMES = ("X", "features", "embeddings")
@@ -63,6 +63,7 @@ def read(path: str | Path) -> tuple[list[str], np.ndarray]:
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or len(X) != len(ids):
         raise ValueError(f"{path}: expected a 2-D array with one row per id, got shape {X.shape} for {len(ids)} ids")
+    check_finite(X, str(path), ids)
     dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
     if len(dup):
         raise ValueError(f"{path}: {len(dup)} ids appear more than once, e.g. {list(dup[:5])}")

@@ -1,4 +1,4 @@
-"""The shared latent space: CCA between image and text features.
+"""The shared latent space between image and text features: linear CCA, kernel CCA and a contrastive head.
 
 ``cca`` is the paper's plain CCA and ``ridge`` cca-zoo's RidgeCCA, which shrinks each view's
 covariance towards the identity and so does not overfit when pairs are few for the dimension.
@@ -6,9 +6,15 @@ covariance towards the identity and so does not overfit when pairs are few for t
 accumulates covariances over row chunks in float64, so memory is O(p²) whatever the number of
 pairs and memory-mapped features are never loaded whole; ``pca`` optionally keeps only the
 leading principal directions of each view before whitening.
+``kernel`` is kernel CCA made to scale: the same ridge solver on Nyström RBF features of each view.
+``contrastive`` is a two-tower linear head trained with the symmetric InfoNCE loss from the
+ridge-CCA solution. Every model maps a view linearly, after a fixed feature map for ``kernel``.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -17,51 +23,123 @@ from sklearn.base import BaseEstimator
 
 from .io import atomic_file, key, locked
 
-VERSION = 2
-MODELS = ("cca", "ridge", "exact")
+VERSION = 4  # bump when fitted models change meaning (3: one sign convention; 4: feature maps, contrastive)
+MODELS = ("cca", "ridge", "exact", "kernel", "contrastive")
+# what each model reads beyond model, n_components, shrinkage and standardize: its own config, in the cache key
+OWN_PARAMS = {"exact": ("pca",), "kernel": ("kernel_landmarks", "kernel_gamma", "seed"), "contrastive": ("seed",)}
+NESTED = ("cca", "ridge", "exact", "kernel")  # their first k components do not depend on n_components
+# InfoNCE training (not in the cache key: bump VERSION when changing them)
+CONTRASTIVE = {"lr": 1e-4, "weight_decay": 1e-4, "batch_size": 256, "max_epochs": 200, "patience": 10,
+               "holdout": 0.1, "temperature": 0.07}
 
 
 class SharedSpace(BaseEstimator):
     """Fit on paired rows (image features X, text features Y); project either view into the space.
 
-    Whatever the solver, the fitted space is ``means_`` and ``weights_`` per view in the units of
-    the input features (standardisation folded in): latent = (V - means_[i]) @ weights_[i].
-    ``n_components`` is capped by the rank the data allows; ``n_components_`` says what was used.
-    ``corrs_`` are the canonical correlations on the training pairs (used by the weighted score).
+    Whatever the solver, the fitted space is ``maps_``, ``means_`` and ``weights_`` per view:
+    latent = (map(V) - means_[i]) @ weights_[i], with map the identity (``maps_[i]`` None; then the
+    weights are in the units of the input features, standardisation folded in) or, for ``kernel``,
+    the view's Nyström map. ``n_components`` is capped by the rank the data allows;
+    ``n_components_`` says what was used. ``corrs_`` are the correlations of the latent components
+    on the training pairs (used by the weighted score).
     """
 
     def __init__(self, model: str = "ridge", n_components: int = 50, shrinkage: float = 0.5,
-                 standardize: bool = True, pca: int | None = None, chunk_size: int = 8192):
+                 standardize: bool = True, pca: int | None = None, chunk_size: int = 8192,
+                 kernel_landmarks: int = 1000, kernel_gamma: float | None = None, seed: int = 0):
         self.model = model
         self.n_components = n_components
         self.shrinkage = shrinkage
         self.standardize = standardize
         self.pca = pca
         self.chunk_size = chunk_size
+        self.kernel_landmarks = kernel_landmarks
+        self.kernel_gamma = kernel_gamma
+        self.seed = seed
 
     def fit(self, X, Y) -> "SharedSpace":
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        self._validate()
         if len(X) != len(Y):
             raise ValueError(f"X and Y must have the same rows, got {len(X)} and {len(Y)}")
+        self.maps_ = [None, None]
+        if self.model == "exact":
+            self._solve(Moments.of(X, Y, self.chunk_size), "feature" if self.standardize else "none")
+        elif self.model == "kernel":
+            self._fit_kernel(X, Y)
+        else:
+            X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+            self._check_finite({"image features": X, "text features": Y})
+            (self._fit_cca_zoo if self.model in ("cca", "ridge") else self._fit_contrastive)(X, Y)
+        return self._finish()
+
+    def fit_moments(self, moments: "Moments") -> "SharedSpace":
+        """Fit ``exact`` from the pairs' moments alone, e.g. all pairs' minus a cross-validation fold's."""
+        self._validate()
+        if self.model != "exact":
+            raise ValueError(f"fit_moments needs model='exact', got {self.model!r}")
+        self.maps_ = [None, None]
+        self._solve(moments, "feature" if self.standardize else "none")
+        return self._finish()
+
+    def head(self, k: int) -> "SharedSpace":
+        """This space cut to its first ``k`` components: for the NESTED solvers, the fit with n_components=k."""
+        if self.model not in NESTED:
+            raise ValueError(f"model={self.model!r} is not nested: fit it with n_components={k} instead")
+        out = copy.copy(self).set_params(n_components=k)
+        out.weights_ = [w[:, :k] for w in self.weights_]
+        out.corrs_ = self.corrs_[:k]
+        out.n_components_ = out.weights_[0].shape[1]
+        return out
+
+    def transform(self, X=None, Y=None):
+        """Latent vectors of image features ``X`` and/or text features ``Y`` (None stays None), in row chunks."""
+        return tuple(None if V is None else self._project(i, V) for i, V in enumerate((X, Y)))
+
+    def _project(self, i: int, V) -> np.ndarray:
+        F, c = (V if self.maps_[i] is None else _Mapped(V, self.maps_[i])), self.chunk_size
+        return np.concatenate([(np.asarray(F[s:s + c], np.float64) - self.means_[i]) @ self.weights_[i]
+                               for s in range(0, max(len(V), 1), c)])
+
+    def _validate(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.pca is not None and self.model != "exact":
             raise ValueError("pca pre-reduction is available with model='exact'")
-        if self.model == "exact":
-            self._fit_exact(X, Y)
-        else:
-            self._fit_cca_zoo(np.asarray(X, np.float64), np.asarray(Y, np.float64))
+        if self.kernel_gamma is not None and not self.kernel_gamma > 0:
+            raise ValueError("kernel_gamma must be positive, or None for the median heuristic, "
+                             f"got {self.kernel_gamma!r}")
+
+    def _finish(self) -> "SharedSpace":
+        self._fix_signs()
+        self._check_finite({"image means": self.means_[0], "text means": self.means_[1],
+                            "image weights": self.weights_[0], "text weights": self.weights_[1],
+                            "canonical correlations": self.corrs_})
         self.n_components_ = self.weights_[0].shape[1]
         return self
 
-    def transform(self, X=None, Y=None):
-        """Latent vectors of image features ``X`` and/or text features ``Y`` (None stays None)."""
-        return tuple(None if V is None else (np.asarray(V, np.float64) - self.means_[i]) @ self.weights_[i]
-                     for i, V in enumerate((X, Y)))
+    def _check_finite(self, arrays: dict) -> None:
+        """Stop on NaN or infinite values, naming this model: they would rank as hits downstream."""
+        bad = [name for name, v in arrays.items() if not np.isfinite(v).all()]
+        if bad:
+            params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+            raise ValueError(f"SharedSpace({params}): non-finite {', '.join(bad)}; check the features for "
+                             "NaN, constant or degenerate columns, or raise the shrinkage")
+
+    def _fix_signs(self) -> None:
+        """Flip each component so that its largest image weight is positive.
+
+        CCA defines each component only up to a sign shared by both views; the paper's
+        correlation score depends on it, so every solver must settle it the same way.
+        """
+        W = self.weights_[0]
+        sign = np.sign(W[np.abs(W).argmax(0), np.arange(W.shape[1])])
+        sign[sign == 0] = 1.0
+        self.weights_ = [w * sign for w in self.weights_]
 
     def _fit_cca_zoo(self, X: np.ndarray, Y: np.ndarray) -> None:
         from cca_zoo.linear import CCA, RidgeCCA
         k = int(min(self.n_components, X.shape[1], Y.shape[1], len(X) - 1))
-        scale = [_scaler(V, self.standardize) for V in (X, Y)]
+        scale = [_scaler(V, self.standardize, self.chunk_size) for V in (X, Y)]
         views = [(V - m) / s for V, (m, s) in zip((X, Y), scale)]
         est = (CCA(n_components=k) if self.model == "cca"
                else RidgeCCA(n_components=k, shrinkage=[self.shrinkage, self.shrinkage])).fit(views)
@@ -70,20 +148,133 @@ class SharedSpace(BaseEstimator):
         A, B = est.transform(views)
         self.corrs_ = np.array([np.corrcoef(A[:, i], B[:, i])[0, 1] for i in range(A.shape[1])])
 
-    def _fit_exact(self, X, Y) -> None:
-        n = len(X)
-        mx, my, Cxx, Cyy, Cxy = covariances(X, Y, self.chunk_size)
-        dx = _std(Cxx, self.standardize)
-        dy = _std(Cyy, self.standardize)
-        Cxx, Cyy, Cxy = Cxx / np.outer(dx, dx), Cyy / np.outer(dy, dy), Cxy / np.outer(dx, dy)
+    def _solve(self, m: "Moments", scale: str) -> None:
+        """Ridge CCA from covariances: whiten each view by ((1-c) C + c I)^(-1/2), then SVD of the whitened Cxy.
+
+        ``scale`` puts the views on a common footing first: 'feature' (unit variance per feature),
+        'total' (one factor: mean variance 1, which keeps the spectrum's shape) or 'none'.
+        """
+        dx, dy = _scales(m.Cxx, scale), _scales(m.Cyy, scale)
+        Cxx, Cyy, Cxy = m.Cxx / np.outer(dx, dx), m.Cyy / np.outer(dy, dy), m.Cxy / np.outer(dx, dy)
         Wx, Wy = _whitener(Cxx, self.shrinkage, self.pca), _whitener(Cyy, self.shrinkage, self.pca)
         U, _, Vt = np.linalg.svd(Wx.T @ Cxy @ Wy, full_matrices=False)
-        k = int(min(self.n_components, U.shape[1], n - 1))
+        k = int(min(self.n_components, U.shape[1], m.n - 1))
         wx, wy = Wx @ U[:, :k], Wy @ Vt[:k].T
         cov = np.einsum("ik,ik->k", wx, Cxy @ wy)
         self.corrs_ = cov / np.sqrt(np.einsum("ij,ij->j", wx, Cxx @ wx) * np.einsum("ij,ij->j", wy, Cyy @ wy))
-        self.means_ = [mx, my]
+        self.means_ = [m.mx, m.my]
         self.weights_ = [wx / dx[:, None], wy / dy[:, None]]
+
+    def _fit_kernel(self, X, Y) -> None:
+        """Kernel CCA (Bach & Jordan 2002; Hardoon et al. 2004) at the cost of linear CCA in m dimensions.
+
+        Each view's RBF kernel k(a, b) = exp(-gamma |a - b|²) on standardised features is
+        approximated by m Nyström features (Williams & Seeger 2001), so kernel CCA with ridge
+        regularisation becomes ridge CCA on those features, solved from chunked covariances as
+        ``exact``. The features are scaled to mean variance 1 (one factor per view), so
+        ``shrinkage`` means what it means for standardised linear CCA.
+        """
+        self.maps_ = [Nystroem(V, self.kernel_landmarks, self.kernel_gamma, self.standardize, self.seed + i,
+                               self.chunk_size) for i, V in enumerate((X, Y))]
+        self._solve(Moments.of(_Mapped(X, self.maps_[0]), _Mapped(Y, self.maps_[1]), self.chunk_size), "total")
+
+    def _fit_contrastive(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """Two linear towers trained with the symmetric InfoNCE loss (CLIP, Radford et al. 2021).
+
+        z = normalise(((V - mean) / std) @ W) per view; the loss is the cross-entropy of each
+        pair's cosine against every other pair in the mini-batch, both ways, scaled by a learnable
+        inverse temperature. W starts from the ridge-CCA solution with this ``shrinkage``, and
+        AdamW moves it from there. Early stopping: a seeded ``holdout`` share of the training
+        pairs' texts (with all their photos) is kept out of training and scores the loss after each
+        epoch; the weights with the lowest held-out loss are kept (the CCA start included). Each
+        epoch sees one photo per text, so a batch never holds a recipe twice. Single-threaded and
+        seeded, so a fit is reproducible.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        h = CONTRASTIVE
+        scale = [_scaler(V, self.standardize, self.chunk_size) for V in (X, Y)]
+        views = [(V - m) / s for V, (m, s) in zip((X, Y), scale)]
+        text = np.unique(Y, axis=0, return_inverse=True)[1].ravel()  # a recipe's photos share its text row
+        rng = np.random.default_rng(self.seed)
+        n_texts = text.max() + 1
+        held = np.isin(text, rng.permutation(n_texts)[:max(1, round(h["holdout"] * n_texts))])
+        train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
+        held_rows = held_rows[np.unique(text[held_rows], return_index=True)[1]]
+        start = SharedSpace("exact", self.n_components, self.shrinkage, standardize=False).fit(
+            views[0][train_rows], views[1][train_rows])
+        with _torch_threads(torch, 1):
+            torch.manual_seed(self.seed)
+            T = [torch.from_numpy(v.astype(np.float32)) for v in views]
+            W = [torch.nn.Parameter(torch.from_numpy(w.astype(np.float32))) for w in start.weights_]
+            log_scale = torch.nn.Parameter(torch.tensor(-np.log(h["temperature"]), dtype=torch.float32))
+            opt = torch.optim.AdamW([*W, log_scale], lr=h["lr"], weight_decay=h["weight_decay"])
+
+            def loss(rows):
+                a, b = (F.normalize(t[rows] @ w, dim=1) for t, w in zip(T, W))
+                logits = log_scale.exp().clamp(max=100.0) * a @ b.T
+                target = torch.arange(len(rows))
+                return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+            def held_loss():  # mean over the held-out texts, in training-size batches
+                n_batches = -(-len(held_rows) // h["batch_size"])
+                batches = [torch.from_numpy(b) for b in np.array_split(held_rows, n_batches)]
+                with torch.no_grad():
+                    return sum(float(loss(b)) * len(b) for b in batches) / len(held_rows)
+
+            def snapshot():
+                return [w.detach().numpy().astype(np.float64) for w in W], float(log_scale.detach())
+
+            best, state, self.best_epoch_, epoch = held_loss(), snapshot(), 0, 0
+            while epoch < h["max_epochs"] and epoch - self.best_epoch_ < h["patience"]:
+                epoch += 1
+                order = rng.permutation(train_rows)
+                order = rng.permutation(order[np.unique(text[order], return_index=True)[1]])  # one photo per text
+                for s in range(0, len(order) - 1, h["batch_size"]):
+                    opt.zero_grad()
+                    loss(torch.from_numpy(order[s:s + h["batch_size"]])).backward()
+                    opt.step()
+                if (v := held_loss()) < best:
+                    best, state, self.best_epoch_ = v, snapshot(), epoch
+        (wx, wy), log_s = state
+        A, B = views[0] @ wx, views[1] @ wy
+        corrs = np.array([np.corrcoef(A[:, j], B[:, j])[0, 1] for j in range(A.shape[1])])
+        order = np.argsort(-corrs, kind="stable")
+        self.corrs_, self.temperature_ = corrs[order], float(np.exp(-log_s))
+        self.means_ = [m for m, _ in scale]
+        self.weights_ = [w[:, order] / s[:, None] for w, (_, s) in zip((wx, wy), scale)]
+
+
+@dataclass
+class Moments:
+    """Sufficient statistics of paired rows: their number, means and (n-1)-normalised covariances.
+
+    ``a - b`` are the moments of a's rows without b's (b's rows a subset of a's), exactly: the
+    scatter of a union is the parts' scatters plus n_a n_b / n (m_a - m_b)(m_a - m_b)ᵀ
+    (Chan, Golub & LeVeque 1979). So each cross-validation training set costs one pass over its
+    held-out fold, not over its own rows.
+    """
+    n: int
+    mx: np.ndarray
+    my: np.ndarray
+    Cxx: np.ndarray
+    Cyy: np.ndarray
+    Cxy: np.ndarray
+
+    @classmethod
+    def of(cls, X, Y, chunk_size: int = 8192) -> "Moments":
+        return cls(len(X), *covariances(X, Y, chunk_size))
+
+    def __sub__(self, b: "Moments") -> "Moments":
+        n = self.n - b.n
+        mx, my = (self.n * self.mx - b.n * b.mx) / n, (self.n * self.my - b.n * b.my) / n
+        dx, dy, f = mx - b.mx, my - b.my, n * b.n / self.n
+
+        def rest(C, Cb, u, v):
+            return ((self.n - 1) * C - (b.n - 1) * Cb - f * np.outer(u, v)) / (n - 1)
+        return Moments(n, mx, my, rest(self.Cxx, b.Cxx, dx, dx), rest(self.Cyy, b.Cyy, dy, dy),
+                       rest(self.Cxy, b.Cxy, dx, dy))
 
 
 def covariances(X, Y, chunk_size: int = 8192):
@@ -114,6 +305,48 @@ def covariances(X, Y, chunk_size: int = 8192):
     return shift_x + ax, shift_y + ay, Cxx, Cyy, Cxy
 
 
+class Nystroem:
+    """phi(v) with phi(a)·phi(b) ≈ exp(-gamma |a - b|²) on standardised rows (Williams & Seeger 2001).
+
+    With landmarks L (``landmarks`` seeded training rows) and K_LL = U Λ Uᵀ,
+    phi(v) = k(v, L) U Λ^(-1/2). Eigenvalues below 1e-6 of the largest are dropped: a new row's
+    feature there is noise amplified by 1/√λ (a recipe's text repeated for each photo gives
+    exact zeros). gamma None is the median heuristic, 1 / median of the landmarks' squared distances.
+    """
+
+    def __init__(self, V, landmarks: int, gamma: float | None, standardize: bool, seed: int, chunk_size: int):
+        self.mean, self.std = _scaler(V, standardize, chunk_size)
+        idx = np.sort(np.random.default_rng(seed).choice(len(V), min(landmarks, len(V)), replace=False))
+        self.landmarks = (np.asarray(V[idx], np.float64) - self.mean) / self.std
+        d2 = _sqdist(self.landmarks, self.landmarks)
+        self.gamma = gamma or 1.0 / np.median(d2[np.triu_indices(len(idx), 1)])
+        lam, U = np.linalg.eigh(np.exp(-self.gamma * d2))
+        keep = lam > 1e-6 * lam.max()
+        self.proj = U[:, keep] / np.sqrt(lam[keep])
+
+    def __call__(self, V) -> np.ndarray:
+        Z = (np.asarray(V, np.float64) - self.mean) / self.std
+        return np.exp(-self.gamma * _sqdist(Z, self.landmarks)) @ self.proj
+
+
+class _Mapped:
+    """Rows of V through a feature map, computed when sliced: chunked readers never hold all of them."""
+
+    def __init__(self, V, f: Nystroem):
+        self.V, self.f = V, f
+        self.shape = (len(V), f.proj.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.V)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.f(self.V[rows])
+
+
+def _sqdist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    return np.maximum((A * A).sum(1)[:, None] + (B * B).sum(1)[None] - 2 * A @ B.T, 0.0)
+
+
 def _whitener(C: np.ndarray, shrinkage: float, pca: int | None) -> np.ndarray:
     """W with W.T ((1-c) C + c I) W = I on C's numerical range (as cca-zoo), optionally top ``pca`` directions."""
     lam, V = np.linalg.eigh(C)
@@ -124,28 +357,49 @@ def _whitener(C: np.ndarray, shrinkage: float, pca: int | None) -> np.ndarray:
     return V / np.sqrt((1.0 - shrinkage) * lam + shrinkage)
 
 
-def _std(C: np.ndarray, standardize: bool) -> np.ndarray:
-    if not standardize:
+def _scales(C: np.ndarray, how: str) -> np.ndarray:
+    if how == "none":
         return np.ones(len(C))
-    d = np.sqrt(np.diag(C))
+    d = np.sqrt(np.diag(C) if how == "feature" else np.full(len(C), np.trace(C) / len(C)))
     return np.where(d > 0, d, 1.0)
 
 
-def _scaler(V: np.ndarray, standardize: bool):
+def _scaler(V, standardize: bool, chunk_size: int):
+    """Column means and standard deviations (ddof 1; 1 for a constant column), over row chunks, in float64."""
+    p = V.shape[1]
     if not standardize:
-        return np.zeros(V.shape[1]), np.ones(V.shape[1])
-    std = V.std(0, ddof=1)
-    return V.mean(0), np.where(std > 0, std, 1.0)
+        return np.zeros(p), np.ones(p)
+    shift = np.asarray(V[:chunk_size], np.float64).mean(0)
+    s, ss, n = np.zeros(p), np.zeros(p), len(V)
+    for i in range(0, n, chunk_size):
+        a = np.asarray(V[i:i + chunk_size], np.float64) - shift
+        s += a.sum(0)
+        ss += (a * a).sum(0)
+    std = np.sqrt(np.maximum(ss - s * s / n, 0.0) / (n - 1))
+    return shift + s / n, np.where(std > 0, std, 1.0)
 
 
-def fit_cached(cache_dir: str | Path, X_key: str, Y_key: str, X: np.ndarray, Y: np.ndarray,
-               **params) -> tuple[SharedSpace, Path]:
-    """Fit (or reload) a SharedSpace keyed by the feature entries it was trained on and its parameters."""
+@contextlib.contextmanager
+def _torch_threads(torch, n: int):
+    """Run torch on ``n`` threads, then restore: reductions, hence fits, are then the same on every machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def fit_cached(cache_dir: str | Path, X_key, Y_key, X, Y, **params) -> tuple[SharedSpace, Path]:
+    """Fit (or reload) a SharedSpace keyed by the feature entries it was trained on and its parameters.
+
+    ``X_key``/``Y_key`` name the entries (a list when the pairs span several). A fitted model is
+    loaded without a lock, so a cache shared read-only serves it.
+    """
     path = Path(cache_dir) / "models" / f"{key(X_key, Y_key, params, VERSION)}.joblib"
-    with locked(path):
-        if path.exists():
-            return joblib.load(path), path
-        model = SharedSpace(**params).fit(X, Y)
-        with atomic_file(path) as tmp:
-            joblib.dump(model, tmp)
-    return model, path
+    if not path.exists():
+        with locked(path):
+            if not path.exists():
+                with atomic_file(path) as tmp:
+                    joblib.dump(SharedSpace(**params).fit(X, Y), tmp)
+    return joblib.load(path), path

@@ -1,49 +1,40 @@
-"""Figures and tables for the report: recall tables, medR against latent dimension, t-SNE, examples."""
+"""Figures for the report: recall by text kind, medR against latent dimension, t-SNE, retrieval examples.
+
+Every figure shows every text kind of the run, each in its configuration chosen on val; the
+example figures take ``search.Gallery`` objects (one per kind, same test pairs in the same order)
+and pair indices into them.
+"""
 from __future__ import annotations
 
+import itertools
 import re
+import textwrap
+from collections import Counter
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from sklearn.manifold import TSNE
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator
+from PIL import ImageOps
+from sklearn.cluster import KMeans
 
-from .data import Recipe1M
 from .encoders import load_image
-from .retrieval import normalize
+from .results import best_per_kind, main_rows, ranked
 
-# dish group: title words that name it; earlier groups win ("Shrimp Soup" is a soup)
-DISH_GROUPS = {
-    "soup": ("soup", "bisque", "chowder", "broth"), "stew/curry": ("stew", "curry", "chili"),
-    "salad": ("salad", "slaw"), "cake": ("cake", "torte", "cupcake", "cheesecake"),
-    "pie/tart": ("pie", "tart", "galette"), "pizza": ("pizza", "flatbread"),
-    "pasta": ("pasta", "linguine", "spaghetti", "noodles", "lasagna"), "drink": ("smoothie", "shake", "cocktail"),
-    "skewers": ("skewers", "kebabs", "kebab"), "bread": ("bread", "muffin", "muffins", "biscuits", "scones"),
-    "cookie": ("cookie", "cookies", "brownies", "bars"), "sandwich": ("sandwich", "burger", "tacos"),
-    "sauce": ("sauce", "dressing", "salsa", "dip"), "chicken": ("chicken",), "beef/pork": ("beef", "pork", "lamb"),
-    "fish": ("fish", "salmon", "shrimp", "tuna", "cod"),
-}
-
-
-def dish_keyword(title: str) -> str:
-    """A coarse dish group from a title (first matching group, else 'other'), for colouring plots."""
-    words = set(re.findall(r"[a-z]+", title.lower()))
-    return next((group for group, names in DISH_GROUPS.items() if words & set(names)), "other")
-
-
-def best_per_kind(results: pd.DataFrame, direction: str = "im2recipe") -> pd.DataFrame:
-    """For each text kind, the configuration with the lowest val medR (then highest R@10)."""
-    val = results[(results.split == "val") & (results.direction == direction)]
-    val = val[val.protocol == val.protocol.iloc[0]]
-    return (val.sort_values(["medr", "r10"], ascending=[True, False])
-            .groupby("text_kind", sort=False).head(1).set_index("text_kind"))
+PAPER = {"model": "cca", "latent_dim": 50, "score": "correlation"}
+PAPER_LABEL = "paper: cca, dim 50, correlation"
+DIRECTIONS = {"im2recipe": "image → recipe", "recipe2im": "recipe → image"}
+MODALITIES = {"photo": "o", "recipe": "x"}
+STOP_WORDS = set("and with the for from a an of in on to or my our your easy best recipe style quick simple "
+                 "homemade made".split())
 
 
 def paper_vs_chosen(results: pd.DataFrame, split: str = "test", paper_dim: int = 50) -> pd.DataFrame:
     """Per text kind: the paper's configuration (plain CCA, dim 50, correlation) beside the one chosen on val."""
-    df = results[(results.split == split) & (results.direction == "im2recipe")]
-    df = df[df.protocol == df.protocol.iloc[0]]
+    df = main_rows(results, split, "im2recipe")
     keys = ["model", "shrinkage", "latent_dim", "score"]
     rows = []
     for kind, cfg in best_per_kind(results).iterrows():
@@ -66,119 +57,238 @@ def recall_table(results: pd.DataFrame, split: str = "test", direction: str = "i
     return table.swaplevel(0, 1, axis=1).sort_index(axis=1, level=0, sort_remaining=False).round(1)
 
 
-def medr_vs_dim(results: pd.DataFrame, split: str = "test"):
-    """medR against latent dimension, one line per text kind, one panel per direction and model."""
-    df = results[results.split == split]
-    df = df[df.protocol == df.protocol.iloc[0]]
-    g = sns.relplot(data=df, x="latent_dim", y="medr", hue="text_kind", style="score", col="direction",
-                    row="model", kind="line", marker="o", height=3.2, aspect=1.3)
-    g.set(xscale="log", yscale="log")
-    g.set_axis_labels("latent dimension", "median rank (lower is better)")
-    return g.figure
-
-
 def recall_by_kind(results: pd.DataFrame, split: str = "test"):
-    """R@1/5/10 of each text kind's best configuration (chosen on val), both directions."""
-    keys = ["model", "latent_dim", "score", "shrinkage"]
-    df = results[results.split == split]
-    df = df[df.protocol == df.protocol.iloc[0]]
-    rows = []
-    for kind, cfg in best_per_kind(results).iterrows():
-        sel = df[(df.text_kind == kind) & (df[keys] == cfg[keys]).all(axis=1)]
-        rows += [{"text_kind": kind, "direction": r.direction, "K": f"R@{k}", "recall": r[f"r{k}"]}
-                 for _, r in sel.iterrows() for k in (1, 5, 10)]
-    g = sns.catplot(data=pd.DataFrame(rows), x="text_kind", y="recall", hue="K", col="direction", kind="bar",
-                    height=3.2, aspect=1.3)
-    g.set_axis_labels("text kind", "recall (%)")
-    return g.figure
-
-
-def tsne(Z_img: np.ndarray, Z_txt: np.ndarray, labels: list[str], score: str, corrs, seed: int = 0, ax=None):
-    """Images and texts of the same pairs embedded together by t-SNE, coloured by ``labels``."""
-    Z = np.vstack([normalize(Z_img, score, corrs), normalize(Z_txt, score, corrs)])
-    xy = TSNE(n_components=2, perplexity=min(30, max(5, len(Z) // 10)), init="pca", random_state=seed).fit_transform(Z)
-    n = len(Z_img)
-    ax = ax or plt.gca()
-    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "group": list(labels) * 2,
-                          "modality": ["image"] * n + ["text"] * n})
-    top = frame.group.value_counts().index[:10]
-    frame.loc[~frame.group.isin(top), "group"] = "other"
-    sns.scatterplot(data=frame, x="x", y="y", hue="group", style="modality", s=14, alpha=0.7, ax=ax)
-    ax.set(xticks=[], yticks=[], xlabel="", ylabel="")
-    ax.legend(fontsize=7, markerscale=0.8, loc="best")
-    return ax
-
-
-def retrieval_examples(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, score, corrs, queries, k: int = 5):
-    """Figure: each query photo beside the titles of its top-k recipes (✓ marks the true one)."""
-    Qi, Gt = normalize(Z_img, score, corrs), normalize(Z_txt, score, corrs)
-    fig, axes = plt.subplots(len(queries), 2, figsize=(9, 2.2 * len(queries)),
-                             gridspec_kw={"width_ratios": [1, 3]}, squeeze=False)
-    for row, q in enumerate(queries):
-        rid = index.recipe_id[q]
-        _show(axes[row, 0], ds, index, q)
-        axes[row, 0].axis("off")
-        top = np.argsort(-(Gt @ Qi[q]))[:k]
-        lines = [f"{i + 1}. {ds.recipes[index.recipe_id[t]].title[:70]}{'  ✓' if t == q else ''}"
-                 for i, t in enumerate(top)]
-        axes[row, 1].text(0, 0.5, f"true: {ds.recipes[rid].title[:70]}\n" + "\n".join(lines), va="center",
-                          fontsize=9, family="monospace")
-        axes[row, 1].axis("off")
-    fig.tight_layout()
+    """R@1/5/10 of every text kind's configuration chosen on val (bars) and of the paper's (◆), both directions."""
+    df = main_rows(results, split)
+    best = best_per_kind(results)
+    kinds = list(dict.fromkeys(results.text_kind))
+    keys = ["model", "shrinkage", "latent_dim", "score"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True, layout="constrained")
+    width, colours = 0.27, sns.color_palette("Blues", 4)[1:]
+    for ax, (direction, name) in zip(axes, DIRECTIONS.items()):
+        d = df[df.direction == direction]
+        chosen = [_at(d, kind, best.loc[kind][keys]) for kind in kinds]
+        paper = [_at(d, kind, pd.Series({**PAPER, "shrinkage": 0.0})) for kind in kinds]
+        for j, k in enumerate((1, 5, 10)):
+            x = np.arange(len(kinds)) + (j - 1) * width
+            ax.bar(x, [r[f"r{k}"] for r in chosen], width, color=colours[j], label=f"R@{k}, chosen on val")
+            ax.scatter(x, [r[f"r{k}"] for r in paper], marker="D", s=22, color="black", zorder=3,
+                       label=PAPER_LABEL if any(r.notna().any() for r in paper) else PAPER_LABEL + " (not in this run)")
+        ax.set_xticks(range(len(kinds)), kinds)
+        ax.set_title(name)
+    axes[0].set_ylabel(f"recall (%), {split}")
+    legend = dict(zip(*reversed(axes[0].get_legend_handles_labels())))
+    fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=8)
     return fig
 
 
-def arithmetic_examples(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, swaps, embed_text, score, corrs,
-                        k: int = 4):
-    """Vector arithmetic in the shared space: photo − text(a) + text(b) → nearest photos and recipes.
+def medr_vs_dim(results: pd.DataFrame, split: str = "test"):
+    """medR against latent dimension: a line per text kind and score, a panel per model and direction.
 
-    ``swaps`` is a list of (a, b) words; the query is the first test photo whose recipe title
-    contains a. ``embed_text`` maps a list of strings to latent text vectors.
+    A model with several shrinkages shows, per text kind and score, the shrinkage best on val;
+    ★ marks the paper's configuration.
     """
-    titles = [ds.recipes[r].title.lower() for r in index.recipe_id]
-    swaps = [(a, b) for a, b in swaps if any(a in t for t in titles)]
-    if not swaps:
+    val = ranked(main_rows(results, "val", "im2recipe"))
+    lines = ["model", "text_kind", "score"]
+    df = main_rows(results, split).merge(val.drop_duplicates(lines)[lines + ["shrinkage"]])
+    models, kinds, scores = (list(dict.fromkeys(results[c])) for c in lines)
+    colour = dict(zip(kinds, sns.color_palette("tab10", len(kinds))))
+    style = dict(zip(scores, ["-", "--", ":", "-."]))
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 3.3 * len(models)), sharex=True, sharey=True,
+                             layout="constrained", squeeze=False)
+    for row, model in zip(axes, models):
+        for ax, (direction, name) in zip(row, DIRECTIONS.items()):
+            d = df[(df.model == model) & (df.direction == direction)]
+            for (kind, score), g in d.groupby(["text_kind", "score"], sort=False):
+                g = g.sort_values("latent_dim")
+                ax.plot(g.latent_dim, g.medr, style[score], marker="o", ms=4, color=colour[kind])
+            if model == PAPER["model"]:
+                paper = d[(d.latent_dim == PAPER["latent_dim"]) & (d.score == PAPER["score"])]
+                ax.scatter(paper.latent_dim, paper.medr, marker="*", s=180, c=[colour[k] for k in paper.text_kind],
+                           edgecolors="black", zorder=3)
+            ax.set_title(f"{model}, {name}", fontsize=10)
+    dims = sorted(df.latent_dim.unique())
+    for ax in axes.flat:
+        ax.set(xscale="log", yscale="log")
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.minorticks_off()
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"median rank, {split}")
+    for ax in axes[-1]:
+        ax.set_xlabel("latent dimension")
+    handles = ([Line2D([], [], color=colour[k], marker="o", label=k) for k in kinds]
+               + [Line2D([], [], color="grey", ls=style[s], label=f"score: {s}") for s in scores]
+               + [Line2D([], [], ls="", marker="*", ms=12, mfc="white", mec="black", label=PAPER_LABEL)])
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="text kind", title_fontsize=8)
+    return fig
+
+
+def _at(df: pd.DataFrame, kind: str, config: pd.Series) -> pd.Series:
+    """The row of ``kind`` at ``config`` (model, shrinkage, latent_dim, score), or NaNs if the run lacks it."""
+    rows = df[(df.text_kind == kind) & (df[list(config.index)] == config).all(axis=1)]
+    return rows.iloc[0] if len(rows) else pd.Series(np.nan, index=df.columns)
+
+
+def recipe_groups(Z_txt: np.ndarray, titles: list[str], n_groups: int = 12, seed: int = 0) -> np.ndarray:
+    """A group name per recipe that a cook can read: KMeans on the latent text vectors, each cluster named by
+    two of the title words most over-represented in it (a pair no larger cluster took) and its size."""
+    n_groups = max(1, min(n_groups, len(titles) // 8))
+    labels = KMeans(n_groups, n_init=4, random_state=seed).fit_predict(Z_txt)
+    words = [{w for w in re.findall(r"[a-z]+", t.lower()) if len(w) > 2 and w not in STOP_WORDS} for t in titles]
+    overall, n = Counter(w for ws in words for w in ws), len(titles)
+    names, taken = {}, set()
+    for c, size in Counter(labels).most_common():
+        here = Counter(w for i in np.flatnonzero(labels == c) for w in words[i])
+        lift = {w: (m / size) * np.log((m / size) / (overall[w] / n)) for w, m in here.items()}
+        best = sorted(lift, key=lambda w: (here[w] < 2, -lift[w], w))[:6]  # words of one title only last
+        pair = next((p for p in itertools.combinations(best, 2) if p not in taken), (f"group {c + 1}",))
+        taken.add(pair)
+        names[c] = f"{' · '.join(pair)} ({size})"
+    return np.array([names[c] for c in labels])
+
+
+def tsne_2d(Z: np.ndarray, seed: int = 0, n_jobs: int = -1) -> np.ndarray:
+    """2-D openTSNE embedding, seeded, PCA-initialised; gradients FFT-accelerated from 10k points
+    (openTSNE's "auto": Barnes-Hut below, where it is ~20x faster than FFT's fixed grid cost)."""
+    from openTSNE import TSNE
+    tsne = TSNE(n_components=2, perplexity=min(30.0, (len(Z) - 1) / 3), initialization="pca",
+                negative_gradient_method="auto", n_jobs=n_jobs, random_state=seed)
+    return np.asarray(tsne.fit(np.asarray(Z, np.float64)))
+
+
+def tsne_layout(galleries: dict, seed: int = 0, max_pairs: int | None = None, n_jobs: int = -1) -> pd.DataFrame:
+    """Every test pair's photo and recipe in 2-D, per text kind (one t-SNE each), grouped by the first gallery's
+    recipe clusters so colours mean the same in every panel; ``max_pairs`` (seeded) caps the pairs."""
+    first = next(iter(galleries.values()))
+    n = len(first.index)
+    pairs = np.arange(n) if not max_pairs or max_pairs >= n else \
+        np.sort(np.random.default_rng(seed).choice(n, max_pairs, replace=False))
+    info = first.index.iloc[pairs][["recipe_id", "title", "path"]].reset_index(drop=True)
+    info["group"] = recipe_groups(first.recipes[pairs], list(info.title), seed=seed)
+    frames = []
+    for kind, g in galleries.items():
+        xy = tsne_2d(np.vstack([g.photos[pairs], g.recipes[pairs]]), seed, n_jobs)
+        frames.append(pd.concat([info] * 2, ignore_index=True).assign(
+            kind=kind, space=g.label, modality=np.repeat(list(MODALITIES), len(pairs)),
+            pair=np.tile(pairs, 2), x=xy[:, 0], y=xy[:, 1]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def group_colours(layout: pd.DataFrame) -> dict[str, str]:
+    """A colour per recipe group, largest group first (shared by the figure and the interactive page)."""
+    groups = layout.drop_duplicates("pair").group.value_counts().index
+    tab20 = sns.color_palette("tab20")
+    palette = tab20[::2] + tab20[1::2]  # ten distinct hues first, then their light shades
+    return {g: "#%02x%02x%02x" % tuple(int(255 * c) for c in palette[i]) for i, g in enumerate(groups)}
+
+
+def tsne_panels(layout: pd.DataFrame):
+    """One t-SNE panel per text kind, two per row: photos ● and recipes ×, coloured by recipe group."""
+    kinds = list(dict.fromkeys(layout.kind))
+    colours = group_colours(layout)
+    cols = min(2, len(kinds))
+    rows = -(-len(kinds) // cols)
+    size = float(np.clip(20000 / len(layout[layout.kind == kinds[0]]), 3, 40))
+    fig, axes = plt.subplots(rows, cols, figsize=(13, 13 / cols * rows * 0.95 + 1.2), layout="constrained",
+                             squeeze=False)
+    for ax, kind in zip(axes.flat, kinds):
+        d = layout[layout.kind == kind]
+        for modality, marker in MODALITIES.items():
+            m = d[d.modality == modality]
+            ax.scatter(m.x, m.y, c=m.group.map(colours), marker=marker, s=size, alpha=0.75,
+                       linewidths=0.8 if marker == "x" else 0)
+        ax.set_title(d.space.iloc[0], fontsize=11)
+        ax.set(xticks=[], yticks=[])
+    for ax in axes.flat[len(kinds):]:
+        ax.axis("off")
+    handles = ([Line2D([], [], ls="", marker=m, color="dimgrey", label=name) for name, m in MODALITIES.items()]
+               + [Patch(color=c, label=g) for g, c in colours.items()])
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=9, frameon=False,
+               title="recipe groups: clusters of the recipes' latent text vectors, named by their most distinctive "
+                     "title words (recipes in the group)", title_fontsize=9)
+    return fig
+
+
+def retrieval_examples(galleries: dict, queries, k: int = 5):
+    """Image → recipe: per query photo, each text kind's top-k recipes shown by their own photo and title
+    (the true recipe framed green, ✓)."""
+    kinds, first = list(galleries), next(iter(galleries.values()))
+    fig = plt.figure(figsize=(1.5 * k + 2.1, (1.75 * len(kinds) + 0.3) * len(queries)), layout="constrained")
+    for b, (sub, q) in enumerate(zip(np.atleast_1d(fig.subfigures(len(queries), 1)), queries)):
+        sub.set_facecolor("0.94" if b % 2 else "white")
+        left, right = sub.subfigures(1, 2, width_ratios=[1.4, k])
+        ax = left.subplots()
+        _photo(ax, first.index.path[q], _caption(first.index.title[q], 26))
+        ax.set_title("query photo", fontsize=9, fontweight="bold")
+        for row, kind in zip(right.subplots(len(kinds), k, squeeze=False), kinds):
+            g = galleries[kind]
+            for ax, i in zip(row, g.top(g.photos[q], k, "recipes")[0][0]):
+                _photo(ax, g.index.path[i], _caption(g.index.title[i]) + (" ✓" if i == q else ""), true=i == q)
+            row[0].set_ylabel(kind, fontsize=9, fontweight="bold")
+    return fig
+
+
+def photos_for_recipe(galleries: dict, queries, k: int = 5):
+    """Recipe → image: per query recipe, each text kind's top-k photos (the true photo framed green)."""
+    kinds, first = list(galleries), next(iter(galleries.values()))
+    fig = plt.figure(figsize=(1.5 * k + 0.5, (1.5 * len(kinds) + 0.35) * len(queries)), layout="constrained")
+    for b, (sub, q) in enumerate(zip(np.atleast_1d(fig.subfigures(len(queries), 1)), queries)):
+        sub.set_facecolor("0.94" if b % 2 else "white")
+        sub.suptitle(f"“{first.index.title[q]}” →", fontsize=10, fontweight="bold", x=0.02, ha="left")
+        for row, kind in zip(sub.subplots(len(kinds), k, squeeze=False), kinds):
+            g = galleries[kind]
+            for ax, i in zip(row, g.top(g.recipes[q], k, "photos")[0][0]):
+                _photo(ax, g.index.path[i], true=i == q)
+            row[0].set_ylabel(kind, fontsize=9, fontweight="bold")
+    return fig
+
+
+def arithmetic_examples(galleries: dict, swaps, k: int = 4):
+    """Vector arithmetic: a test photo − text(a) + text(b) → its nearest photos and recipes, per text kind.
+
+    The query for (a, b) is the first test photo whose recipe title contains a; swaps without one
+    are left out (None if none is left).
+    """
+    kinds, first = list(galleries), next(iter(galleries.values()))
+    titles = [t.lower() for t in first.index.title]
+    found = [(a, b, next(i for i, t in enumerate(titles) if a in t)) for a, b in swaps if any(a in t for t in titles)]
+    if not found:
         return None
-    Qi, Gt = normalize(Z_img, score, corrs), normalize(Z_txt, score, corrs)
-    fig, axes = plt.subplots(len(swaps), k + 1, figsize=(2.4 * (k + 1), 2.9 * len(swaps)), squeeze=False)
-    for row, (a, b) in enumerate(swaps):
-        q = next(i for i, t in enumerate(titles) if a in t)
-        Ta, Tb = normalize(embed_text([a, b]), score, corrs)
-        z = Qi[q] - Ta + Tb
-        nearest_img = [i for i in np.argsort(-(Qi @ z)) if i != q][:k]
-        nearest_txt = np.argsort(-(Gt @ z))[:3]
-        _show(axes[row, 0], ds, index, q)
-        axes[row, 0].set_title(f"{_short(ds, index, q)}\n− “{a}” + “{b}”", fontsize=8)
-        for col, i in enumerate(nearest_img, 1):
-            _show(axes[row, col], ds, index, i)
-            axes[row, col].set_title(_short(ds, index, i), fontsize=8)
-        axes[row, k].text(0.0, -0.12, "recipes: " + "; ".join(_short(ds, index, i, 30) for i in nearest_txt),
-                          transform=axes[row, k].transAxes, ha="right", fontsize=7)
-    fig.tight_layout()
+    words = list(dict.fromkeys(w for a, b, _ in found for w in (a, b)))
+    vectors = {kind: dict(zip(words, g.embed_texts(words))) for kind, g in galleries.items()}  # one encoder pass each
+    fig = plt.figure(figsize=(1.5 * k + 4.2, (1.55 * len(kinds) + 0.3) * len(found)), layout="constrained")
+    for n, (sub, (a, b, q)) in enumerate(zip(np.atleast_1d(fig.subfigures(len(found), 1)), found)):
+        sub.set_facecolor("0.94" if n % 2 else "white")
+        left, right = sub.subfigures(1, 2, width_ratios=[1.4, k + 2])
+        ax = left.subplots()
+        _photo(ax, first.index.path[q], _caption(first.index.title[q], 26))
+        ax.set_title(f"− “{a}”\n+ “{b}”", fontsize=10, fontweight="bold")
+        axes = right.subplots(len(kinds), k + 1, squeeze=False, width_ratios=[1] * k + [2])
+        for row, kind in zip(axes, kinds):
+            g = galleries[kind]
+            z = g.photos[q] - vectors[kind][a] + vectors[kind][b]
+            near = [i for i in g.top(z, k + 1, "photos")[0][0] if i != q][:k]
+            for ax, i in zip(row, near):
+                _photo(ax, g.index.path[i], _caption(g.index.title[i]))
+            recipes = "\n".join(textwrap.shorten(g.index.title[i], 34, placeholder="…")
+                                 for i in g.top(z, 3, "recipes")[0][0])
+            row[-1].axis("off")
+            row[-1].text(0, 0.5, "nearest recipes:\n" + recipes, fontsize=7.5, va="center")
+            row[0].set_ylabel(kind, fontsize=9, fontweight="bold")
     return fig
 
 
-def photos_for_recipe(ds: Recipe1M, index: pd.DataFrame, Z_img, Z_txt, score, corrs, queries, k: int = 5):
-    """Recipe→image retrieval: each query recipe's title beside its top-k photos (the true one framed)."""
-    Qt, Gi = normalize(Z_txt, score, corrs), normalize(Z_img, score, corrs)
-    fig, axes = plt.subplots(len(queries), k, figsize=(2.2 * k, 2.5 * len(queries)), squeeze=False)
-    for row, q in enumerate(queries):
-        for col, i in enumerate(np.argsort(-(Gi @ Qt[q]))[:k]):
-            _show(axes[row, col], ds, index, i)
-            if i == q:
-                for spine in axes[row, col].spines.values():
-                    spine.set(visible=True, color="green", linewidth=4)
-        axes[row, 0].set_title(f"“{_short(ds, index, q, 60)}” →", fontsize=9, loc="left")
-    fig.tight_layout()
-    return fig
+def _caption(title: str, width: int = 20) -> str:
+    return textwrap.fill(title, width, max_lines=2, placeholder="…")
 
 
-def _short(ds, index, i, n: int = 24) -> str:
-    t = ds.recipes[index.recipe_id[i]].title
-    return t if len(t) <= n else t[: n - 1] + "…"
-
-
-def _show(ax, ds, index, i):
-    ax.imshow(load_image(ds.image_path(ds.recipes[index.recipe_id[i]].partition, index.image_id[i])))
-    ax.set_xticks([])
-    ax.set_yticks([])
+def _photo(ax, path: str, caption: str = "", true: bool = False) -> None:
+    """A photo as a square thumbnail (centre crop, as the encoders see it: no gaps between grid cells),
+    captioned below; ``true`` frames it green."""
+    ax.imshow(ImageOps.fit(load_image(path), (192, 192)))
+    ax.set(xticks=[], yticks=[])
+    ax.set_xlabel(caption, fontsize=7, color="darkgreen" if true else "black")
+    for spine in ax.spines.values():
+        spine.set(visible=true, color="limegreen", linewidth=4)

@@ -1,66 +1,136 @@
-"""The run's ``index.html``: links to every notebook report, the results table, and provenance."""
+"""The run's ``index.html``, the page people share: the headline result first, then the tables.
+
+Headline (the configuration chosen on val, its test numbers beside the paper's configuration),
+the best configuration per text kind, the paper's Tables 1 and 2, every result in one
+interactive table (itables, its JavaScript inlined so the page works offline), and provenance.
+Pages are rendered from ``cmr_utils/templates``.
+"""
 from __future__ import annotations
 
-import html
 import json
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import itables
 import pandas as pd
+from itables.javascript import generate_init_offline_itables_html
 
-PACKAGES = ("torch", "torchvision", "transformers", "cca-zoo", "scikit-learn", "numpy", "papermill")
+from . import results as R
+from . import tables as T
+from .io import save_csv, save_text
 
-_SORT_JS = """<script>
-document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventListener('click', () => {
-  const body = th.closest('table').tBodies[0], asc = th.dataset.asc !== 'true';
-  const rows = Array.from(body.rows), key = r => r.cells[col].innerText;
-  rows.sort((a, b) => { const x = key(a), y = key(b), nx = parseFloat(x), ny = parseFloat(y);
-    const c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y); return asc ? c : -c; });
-  rows.forEach(r => body.appendChild(r)); th.dataset.asc = asc; }));
-</script>"""
+PACKAGES = ("torch", "torchvision", "transformers", "cca-zoo", "scikit-learn", "numpy", "pandas", "papermill",
+            "itables", "jinja2")
+CONFIG_LABELS = {"point": "grid point", "text_kind": "text kind", "features": "features",
+                 "image_encoder": "image encoder", "text_encoder": "text encoder", "model": "model",
+                 "shrinkage": "shrinkage", "latent_dim": "latent dim", "score": "score"}
 
 
 def write_index(run_dir: Path, steps: list[dict], params: dict) -> Path:
     """Write ``run_dir/index.html`` from the step log, the parameters and ``results.csv`` if present."""
     run_dir = Path(run_dir)
-    links = "".join(
-        f"<li><a href='{s['notebook']}.html'>{s['notebook']}</a> "
-        f"({s['state'] if s['ok'] else '<b>failed</b>'}, {s['seconds']:.1f} s) · "
-        f"<a href='{s['notebook']}.ipynb'>notebook</a></li>" for s in steps)
-    sections = [("Reports", f"<ul>{links}</ul>"), ("Results", _results_table(run_dir / "results.csv")),
-                ("Provenance", _table(_provenance(run_dir))), ("Parameters", _params_table(params))]
-    return _page(run_dir, f"cmr run: {run_dir.name}", sections)
+    results = R.load(run_dir) if (run_dir / "results.csv").exists() else None
+    return _write(run_dir, f"cmr run: {run_dir.name}", results, steps=steps, params=params,
+                  space=(run_dir / "space.html").exists(), provenance=_provenance(run_dir))
 
 
 def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict]) -> Path:
-    """Index of a grid run: one row per point with its status and time, and all points' results in one table."""
+    """Index of a grid run: the best point's choice as headline, a status row per point, and all
+    points' results combined (also written to ``run_dir/results.csv``)."""
     run_dir = Path(run_dir)
-    rows, frames = [], []
-    for p in points:
-        link = f"<a href='{p['point']}/index.html'>{html.escape(p['point'])}</a>"
-        status = "ok" if p["error"] is None else f"<b>failed</b>: {html.escape(p['error'])}"
-        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{sum(s['seconds'] for s in p['steps']):.1f}</td></tr>")
-        results = run_dir / p["point"] / "results.csv"
-        if results.exists():
-            frames.append(pd.read_csv(results, dtype={"protocol": str}).assign(point=p["point"]))
-    if frames:
-        pd.concat(frames, ignore_index=True).to_csv(run_dir / "results.csv", index=False)
-    points_table = f"<table><tr><th>point</th><th>status</th><th>seconds</th></tr>{''.join(rows)}</table>"
-    first = next(iter(params.values()), {})
-    sections = [("Grid points", points_table), ("Results of all points", _results_table(run_dir / "results.csv")),
-                ("Provenance (data of the first point)", _table(_provenance(run_dir / points[0]["point"]))),
-                ("Parameters of the first point", _params_table(first))]
-    return _page(run_dir, f"cmr grid: {run_dir.name}", sections)
+    frames = [R.load(run_dir / p["point"]).assign(point=p["point"]) for p in points
+              if (run_dir / p["point"] / "results.csv").exists()]
+    results = pd.concat(frames, ignore_index=True) if frames else None
+    if results is not None:
+        save_csv(run_dir / "results.csv", results)
+    head = T.chosen_config(results).point if results is not None else points[0]["point"]
+    rows = [_point_row(p, results) for p in points]
+    return _write(run_dir, f"cmr grid: {run_dir.name}", results, points=rows, head=head,
+                  params=params.get(head, {}), provenance=_provenance(run_dir / head))
 
 
-def _results_table(path: Path) -> str:
-    if not path.exists():
-        return "<p>No results.csv: the evaluation notebook did not finish.</p>"
-    df = pd.read_csv(path, dtype={"protocol": str})
-    return (f"<p><a href='results.csv'>results.csv</a>: {len(df)} rows; click a column to sort.</p>"
-            + df.to_html(index=False, float_format=lambda v: f"{v:.2f}", classes="sortable", border=0))
+def _write(run_dir: Path, title: str, results: pd.DataFrame | None, **context) -> Path:
+    if results is not None:
+        context.update(_sections(results))
+    chosen_by = "by k-fold cross-validation on train+val" if context["params"].get("select") == "kfold" else "on val"
+    page = T.render("index.html.j2", title=title, results_rows=None if results is None else len(results),
+                    chosen_by=chosen_by,
+                    itables_init=generate_init_offline_itables_html(itables.options.dt_bundle),
+                    **{"steps": None, "points": None, "space": False, **context})
+    save_text(run_dir / "index.html", page)
+    return run_dir / "index.html"
+
+
+def _sections(results: pd.DataFrame) -> dict:
+    """Summary, best per text kind, paper tables and the interactive results table of ``results``."""
+    chosen = T.chosen_config(results)
+    paper = T.paper_config(results, chosen)
+    same = paper is not None and paper.equals(chosen)
+    head = [("chosen = paper" if same else "chosen", chosen, "train")]
+    if not T.rows_of(results, chosen, fit_on="train+val").empty:
+        head.append(("chosen, refit on train+val", chosen, "train+val"))
+    if paper is not None and not same:
+        head.append(("paper", paper, "train"))
+    summary = pd.DataFrame([{"which": label, "config": _describe(c), **T.cells(T.rows_of(results, c, fit_on=f))}
+                            for label, c, f in head])
+    best = R.best_per_kind(results).reset_index()
+    lead = {k: CONFIG_LABELS[k] for k in ("text_kind", "features", "point", "model", "shrinkage", "latent_dim",
+                                          "score") if k in best} | {"val_medr": "val medR"}
+    kinds = pd.DataFrame([{**{k: _value(r, k) for k in lead if k != "val_medr"}, "val_medr": f"{r.medr:g}",
+                           "chosen": bool((r[chosen.index] == chosen).all()),
+                           **T.cells(T.rows_of(results, r[T.keys(results)]))} for _, r in best.iterrows()])
+    return {
+        "chosen": [(CONFIG_LABELS[k], _value(chosen, k)) for k in CONFIG_LABELS if k in chosen],
+        "summary": T.html_table(summary, {"which": "", "config": "configuration"}, T.protocol_note(results)),
+        "paper_missing": paper is None,
+        "kinds": T.html_table(kinds, lead, "Each text kind's configuration with the best val medR (image → recipe); "
+                              + T.protocol_note(results)),
+        "paper_tables": T.paper_tables(results),
+        "results_table": _interactive(results),
+    }
+
+
+def _interactive(results: pd.DataFrame) -> str:
+    """Every row of results.csv as a DataTable (search, per-column filters and order, paging), offline;
+    the columns a reader compares first, the rest after."""
+    first = [c for c in ("point", "text_kind", "features", "model", "shrinkage", "latent_dim", "score", "split",
+                         "protocol", "direction", "fit_on", "medr", "r1", "r5", "r10", "chosen") if c in results]
+    df = results[first + [c for c in results if c not in first]]
+    return itables.to_html_datatable(
+        df.round(2), connected=False, table_id="results", showIndex=False, maxBytes=0, scrollX=True,
+        pageLength=25, lengthMenu=[10, 25, 100, {"label": "All", "value": -1}],
+        layout={"topStart": "pageLength", "topEnd": "search", "bottomStart": "info", "bottomEnd": "paging"},
+        columnControl=["order", "searchDropdown"], ordering={"indicators": False, "handler": False},
+        classes="display compact nowrap cell-border", display_logo_when_loading=False)
+
+
+def _point_row(p: dict, results: pd.DataFrame | None) -> dict:
+    """A grid point's status, time, chosen configuration, and that configuration's val and test medR."""
+    row = {"point": p["point"], "error": p["error"], "seconds": sum(s["seconds"] for s in p["steps"]),
+           "chosen": "", "val": "", "test": ""}
+    mine = results[results.point == p["point"]] if results is not None else pd.DataFrame()
+    if not mine.empty:
+        c = T.chosen_config(mine)
+        val, test = (T.rows_of(mine, c, split).set_index("direction").loc["im2recipe"] for split in ("val", "test"))
+        row.update(chosen=_describe(c, point=False), val=T.cell(val.medr, val.medr_std, val.n_bags),
+                   test=T.cell(test.medr, test.medr_std, test.n_bags))
+    return row
+
+
+def _describe(c: pd.Series, point: bool = True) -> str:
+    shrink = "" if c.model == "cca" else f" (shrinkage {c.shrinkage:g})"
+    where = f" @ {c.point}" if point and "point" in c else ""
+    return f"{c.text_kind} · {c.features} · {c.model}{shrink} · dim {c.latent_dim} · {c.score}{where}"
+
+
+def _value(r: pd.Series, k: str) -> str:
+    if k == "latent_dim" and "n_components" in r and r.n_components != r.latent_dim:
+        return f"{r.latent_dim} ({r.n_components} used)"
+    if k == "shrinkage" and r.model == "cca":
+        return "none (plain CCA)"
+    return f"{r[k]:g}" if isinstance(r[k], float) else str(r[k])
 
 
 def _provenance(point_dir: Path) -> dict:
@@ -68,25 +138,6 @@ def _provenance(point_dir: Path) -> dict:
     data = json.loads(manifest.read_text()).get("data", {}) if manifest.exists() else {}
     return {"git commit": _git(), "python": platform.python_version(), **{p: _version(p) for p in PACKAGES},
             "data": data.get("root", ""), "data fingerprint": data.get("fingerprint", "")}
-
-
-def _table(d: dict) -> str:
-    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                               for k, v in d.items()) + "</table>"
-
-
-def _params_table(params: dict) -> str:
-    return _table({k: json.dumps(v) for k, v in sorted(params.items())})
-
-
-def _page(run_dir: Path, title: str, sections: list[tuple[str, str]]) -> Path:
-    body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:90em}} table{{border-collapse:collapse;font-size:90%}}
-td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}} table.sortable th{{cursor:pointer;background:#f3f3f3}}</style>
-</head><body><h1>{html.escape(title)}</h1>{body}{_SORT_JS}</body></html>"""
-    (run_dir / "index.html").write_text(page)
-    return run_dir / "index.html"
 
 
 def _git() -> str:

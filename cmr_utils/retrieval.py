@@ -2,7 +2,8 @@
 
 Pairs are row-aligned: query i's true match is gallery item i. Ranks start at 1 and count
 ties against the query (rank = number of candidates scoring at least as high as the truth),
-so a model that scores everything equally gets the worst rank, never the best.
+so a model that scores everything equally gets the worst rank, never the best. A NaN or
+infinite score counts against the query too: it can never make a hit.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ KS = (1, 5, 10)
 def normalize(Z: np.ndarray, score: str, corrs: np.ndarray | None = None, power: float = 4.0) -> np.ndarray:
     """Rows prepared so that a dot product is the score.
 
-    correlation: Pearson between latent vectors (the paper's); cosine; weighted: cosine after
-    scaling latent dim j by corrs[j] ** power (Gong et al. 2014).
+    correlation: Pearson between latent vectors (the paper's). It centres each vector across
+    its components, so it depends on each component's sign, which CCA leaves arbitrary;
+    ``SharedSpace`` fixes the signs the same way for every solver. cosine; weighted: cosine
+    after scaling latent dim j by corrs[j] ** power (Gong et al. 2014).
     """
     Z = np.asarray(Z, np.float64)
     if score == "correlation":
@@ -41,8 +44,9 @@ def ranks(Q: np.ndarray, G: np.ndarray, chunk: int = 2048) -> np.ndarray:
     out = np.empty(n, dtype=np.int64)
     for s in range(0, n, chunk):
         S = Q[s:s + chunk] @ G.T
+        S[~np.isfinite(S)] = np.inf  # a non-finite candidate beats the truth ...
         true = S[np.arange(len(S)), np.arange(s, s + len(S))]
-        out[s:s + chunk] = (S >= true[:, None]).sum(1)
+        out[s:s + chunk] = np.where(np.isinf(true), n, (S >= true[:, None]).sum(1))  # ... and a non-finite truth ranks last
     return out
 
 
@@ -75,8 +79,14 @@ def evaluate(Z_img: np.ndarray, Z_txt: np.ndarray, score: str, bag_size: int, n_
     return rows
 
 
-def protocol_name(bag_size: int) -> str:
-    """'1k', '10k', 'full' or the plain size: the label used in results tables."""
-    if bag_size <= 0:
-        return "full"
-    return f"{bag_size // 1000}k" if bag_size % 1000 == 0 else str(bag_size)
+def protocols(bag_sizes, n: int) -> dict[str, int]:
+    """{label: pairs per bag} for ``n`` pairs: '1k', '10k' (other sizes by number) and 'full'.
+
+    A bag of 0, or one not smaller than ``n``, ranks the whole set once as 'full'; labels come
+    from the requested sizes, never from ``n``, so they mean the same on every split and kind.
+    """
+    out = {}
+    for b in sorted(bag_sizes, key=lambda b: (b <= 0 or b >= n, b)):
+        label, size = ("full", n) if b <= 0 or b >= n else (f"{b // 1000}k" if b % 1000 == 0 else str(b), b)
+        out.setdefault(label, size)
+    return out

@@ -9,26 +9,27 @@ import json
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 
 from . import demo, given
 from .data import SPLITS, TEXT_KINDS, Recipe1M
 from .encoders import ImageEncoder, TextEncoder
 from .features import ExtractionIncomplete, Features, concat, image_features, paired, text_features
-from .io import save_json
-from .models import fit_cached
+from .io import key, save_csv, save_json
+from .models import NESTED, OWN_PARAMS, Moments, SharedSpace, fit_cached
+from .results import CONFIG_COLUMNS, chosen
+from .results import load as load_results
 from .retrieval import evaluate as evaluate_bags
-from .retrieval import protocol_name
+from .retrieval import protocols
 
 CONCAT_PARTS = ("title", "ingredients", "instructions")
-CONFIG_COLUMNS = ["text_kind", "features", "image_encoder", "text_encoder", "model", "shrinkage",
-                  "latent_dim", "n_components", "score"]
 
 
 def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, text_encoder="minilm",
             image_encoder="efficientnet-lite0", image_weights=None, text_kinds=("title",),
-            batch_size=32, num_workers=2, device=None, text_layer=-2, text_pooling="mean",
-            given_dir=None, shard=0, num_shards=1, ingredients="raw", progress=True) -> dict:
+            batch_size=32, num_workers=2, device=None, text_layer=None, text_pooling="mean",
+            given_dir=None, shard=0, num_shards=1, ingredients="raw", image_views=1, progress=True) -> dict:
     """Encode every split's images and texts (cached), write ``features.json`` and return it.
 
     ``data_dir`` None means the embedded demo corpus, generated once into the cache. The text
@@ -56,8 +57,9 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, t
         text_of = lambda split, kind: given.import_features(  # noqa: E731
             ds, split, given.find(given_dir, f"text_{kind}_{split}"), cache_dir, fingerprint, "text", kind)
     else:
-        images = ImageEncoder(image_encoder, image_weights, batch_size, num_workers, device)
-        texts = TextEncoder(text_encoder, text_layer, text_pooling, batch_size=batch_size, device=device)
+        images = ImageEncoder(image_encoder, image_weights, batch_size, num_workers, device, image_views)
+        texts = TextEncoder(text_encoder, text_layer, text_pooling, batch_size=batch_size, device=device,
+                            cache_dir=cache_dir)
         encoders = {"image": images.config, "text": texts.config}
         image_of = lambda split: image_features(  # noqa: E731
             ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress, job=job)
@@ -100,85 +102,218 @@ def skipped_table(run_dir) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["stage", "split", "id", "reason"]]
 
 
-def pairs(manifest: dict, kind: str, split: str):
-    """(image features, text features, index) of one text kind and split, row-aligned."""
+def pairs(manifest: dict, kind: str, split: str, recipes=None):
+    """(image features, text features, index) of one text kind and split, row-aligned.
+
+    ``recipes`` (recipe ids) restricts the pairs to those recipes, in image-entry order.
+    """
     entry = manifest["text"][kind][split]
     text = concat([Features.load(p) for p in entry]) if isinstance(entry, list) else Features.load(entry)
-    return paired(Features.load(manifest["image"][split]), text)
+    return paired(Features.load(manifest["image"][split]), text, recipes)
+
+
+def query_set(manifest: dict, split: str) -> tuple[list[str], pd.DataFrame]:
+    """(recipe ids, dropped) of the pairs every requested text kind is evaluated on in ``split``.
+
+    A recipe counts only if it has an image and the text of every requested kind (and of every
+    part of ``concat``), so all kinds, models and scores are ranked on the same recipes and the
+    same seeded bags. ``dropped`` (split, recipe_id, reason) lists the recipes with an image
+    that lack some kind's text.
+    """
+    kinds = list(dict.fromkeys(k for kind in manifest["text"] for k in (CONCAT_PARTS if kind == "concat" else [kind])))
+    have = {}
+    for kind in kinds:
+        entry = manifest["text"][kind][split] if kind in manifest["text"] else \
+            manifest["text"]["concat"][split][CONCAT_PARTS.index(kind)]
+        have[kind] = set(Features.load(entry).index.recipe_id)
+    keep, dropped = [], []
+    for rid in dict.fromkeys(Features.load(manifest["image"][split]).index.recipe_id):
+        missing = [k for k in kinds if rid not in have[k]]
+        if missing:
+            dropped.append((split, rid, "no " + " / ".join(missing) + " text"))
+        else:
+            keep.append(rid)
+    return keep, pd.DataFrame(dropped, columns=["split", "recipe_id", "reason"])
 
 
 def fit(run_dir, cache_dir, models=("ridge",), latent_dims=(50,), shrinkage=(0.5,), standardize=True,
-        pca=None) -> pd.DataFrame:
+        pca=None, kernel_landmarks=1000, kernel_gamma=None, seed=0) -> pd.DataFrame:
     """Fit every (text kind, model, shrinkage, latent dim) on the train pairs (cached); write ``models.json``.
 
-    Plain ``cca`` has no shrinkage, so it is fitted once per dimension.
+    Plain ``cca`` has no shrinkage, so it is fitted once per dimension. ``pca`` (exact), the kernel
+    settings and ``seed`` (kernel landmarks, contrastive batches) reach only the models that read
+    them (``models.OWN_PARAMS``); each entry keeps its estimator parameters for refits.
     """
     manifest = _read(run_dir, "features.json")
+    own = {"pca": pca, "kernel_landmarks": kernel_landmarks, "kernel_gamma": kernel_gamma, "seed": seed}
     entries = []
     for kind in manifest["text"]:
         X, Y, _ = pairs(manifest, kind, "train")
         for model in models:
             for c in ([0.0] if model == "cca" else shrinkage):
                 for dim in latent_dims:
+                    params = {"model": model, "n_components": dim, "shrinkage": float(c), "standardize": standardize,
+                              "pca": None, **{k: own[k] for k in OWN_PARAMS.get(model, ())}}
                     est, path = fit_cached(cache_dir, manifest["image"]["train"], manifest["text"][kind]["train"],
-                                           X, Y, model=model, n_components=dim, shrinkage=float(c),
-                                           standardize=standardize, pca=pca if model == "exact" else None)
+                                           X, Y, **params)
                     entries.append({"text_kind": kind, "model": model, "shrinkage": float(c), "latent_dim": dim,
                                     "n_components": est.n_components_, "train_pairs": len(X),
-                                    "top_corr": float(est.corrs_[0]), "path": str(path)})
+                                    "top_corr": float(est.corrs_[0]), "params": params, "path": str(path)})
     save_json(Path(run_dir) / "models.json", entries)
-    return pd.DataFrame(entries)
+    return pd.DataFrame(entries).drop(columns="params")
 
 
 def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, seed=0,
-             select_by="medr") -> pd.DataFrame:
-    """Score every fitted model on val and test; mark the configuration chosen on val; write ``results.csv``.
+             select_by="medr", select="val", folds=5) -> pd.DataFrame:
+    """Score every fitted model on val and test; mark the chosen configuration; write ``results.csv``.
 
-    A bag size larger than a split is skipped there and 0 ranks the whole split at once; a split
-    smaller than every bag size is ranked whole once, labelled by its size. The choice uses
-    image->recipe on val at its smallest protocol: lowest ``select_by`` (medR), ties broken by
-    the higher R@10. Test numbers never influence the choice.
+    Each split is evaluated on one query set shared by every text kind (``query_set``; what it
+    drops goes to ``dropped.csv``) and the same seeded bags. Protocols are '1k', '10k' and 'full'
+    (see ``retrieval.protocols``); ``n_pairs`` is the query set's size. The choice uses
+    image->recipe at the main protocol (``results.chosen``): on val (``select='val'``) or averaged
+    over ``folds`` folds of train+val (``'kfold'``: ``cross_validate``, ``kfold.csv``). The chosen
+    configuration is also refitted on train+val and ranked on test (``refit``): those rows have
+    ``fit_on`` 'train+val', all others 'train'. Test numbers never take part in a choice.
     """
+    if select not in ("val", "kfold"):
+        raise ValueError(f"select must be 'val' or 'kfold', got {select!r}")
     manifest = _read(run_dir, "features.json")
-    enc = manifest["encoders"]
+    queries, dropped = {}, []
+    for split in ("val", "test"):
+        queries[split], d = query_set(manifest, split)
+        dropped.append(d)
+        if len(queries[split]) < 2:
+            raise ValueError(f"{split}: only {len(queries[split])} recipes have an image and every requested text "
+                             "kind; retrieval needs at least two (see dropped.csv)")
+    save_csv(Path(run_dir) / "dropped.csv", pd.concat(dropped, ignore_index=True))
     rows, data = [], {}
     for entry in _read(run_dir, "models.json"):
         est = joblib.load(entry["path"])
         for split in ("val", "test"):
             if (entry["text_kind"], split) not in data:
-                data[entry["text_kind"], split] = pairs(manifest, entry["text_kind"], split)
+                data[entry["text_kind"], split] = pairs(manifest, entry["text_kind"], split, queries[split])
             X, Y, _ = data[entry["text_kind"], split]
-            Zi, Zt = est.transform(X, Y)
-            fits = [b for b in bag_sizes if 0 < b <= len(X)]
-            sizes = fits + [0] * (0 in bag_sizes) if fits else [len(X)]
-            for score in scores:
-                for bag in sizes:
-                    for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_):
-                        rows.append({"text_kind": entry["text_kind"], "features": manifest["source"],
-                                     "image_encoder": enc["image"]["name"], "text_encoder": enc["text"]["name"],
-                                     "model": entry["model"], "shrinkage": entry["shrinkage"],
-                                     "latent_dim": entry["latent_dim"], "n_components": entry["n_components"],
-                                     "score": score, "split": split,
-                                     "protocol": protocol_name(0 if bag <= 0 else r["bag_size"]), **r})
+            rows += _ranked(manifest, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, "train")
     df = pd.DataFrame(rows)
-    val = df[(df.split == "val") & (df.direction == "im2recipe")]
-    val = val[val.bag_size == val.bag_size.min()]
-    best = val.sort_values([select_by, "r10"], ascending=[True, False]).iloc[0]
-    df["chosen"] = (df[CONFIG_COLUMNS] == best[CONFIG_COLUMNS]).all(axis=1)
-    df.round(4).to_csv(Path(run_dir) / "results.csv", index=False)
+    cv = cross_validate(run_dir, scores, bag_sizes, n_bags, seed, folds) if select == "kfold" else None
+    best = chosen(df, select_by, cv)
+    df["chosen"] = (df[CONFIG_COLUMNS] == best).all(axis=1)
+    df = pd.concat([df, refit(run_dir, best, bag_sizes, n_bags, seed).assign(chosen=True)], ignore_index=True)
+    save_csv(Path(run_dir) / "results.csv", df.round(4))
     return df
 
 
-def load_results(run_dir) -> pd.DataFrame:
-    """``results.csv`` with its protocol labels kept as text ('1k', '999', 'full')."""
-    return pd.read_csv(Path(run_dir) / "results.csv", dtype={"protocol": str})
+def _ranked(manifest, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, fit_on) -> list[dict]:
+    """Rows of results.csv: one model ranking one split's pairs, per score, protocol and direction."""
+    enc = manifest["encoders"]
+    Zi, Zt = est.transform(X, Y)
+    return [{"text_kind": entry["text_kind"], "features": manifest["source"], "image_encoder": enc["image"]["name"],
+             "text_encoder": enc["text"]["name"], "model": entry["model"], "shrinkage": entry["shrinkage"],
+             "latent_dim": entry["latent_dim"], "n_components": est.n_components_, "fit_on": fit_on, "score": score,
+             "split": split, "protocol": label, "n_pairs": len(X), **r}
+            for score in scores for label, bag in protocols(bag_sizes, len(X)).items()
+            for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_)]
+
+
+def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, seed=0, folds=5) -> pd.DataFrame:
+    """K-fold cross-validation of every fitted configuration on the train+val pairs; writes ``kfold.csv``.
+
+    Val's 250-odd pairs make a noisy judge; every train+val recipe judges here. The recipes of the
+    train and val query sets are dealt into ``folds`` seeded folds. Per fold, each configuration
+    is refitted on all other train+val pairs (every photo of the other recipes, and the recipes
+    lacking some kind's text) and ranks the fold's recipes, one photo each as on val and test, at
+    the fold's main protocol (its smallest bag), on the same bags for every configuration. Test is
+    never read. Cost: nested solvers fit once per fold at their largest latent dim and are cut
+    (``SharedSpace.head``); ``exact`` takes the fold's complement from the moments of all pairs
+    minus the fold's (``Moments``), so a fold costs one solve.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    manifest = _read(run_dir, "features.json")
+    recipes = query_set(manifest, "train")[0] + query_set(manifest, "val")[0]
+    fold_of = dict(zip(np.random.default_rng(seed).permutation(recipes), np.arange(len(recipes)) % folds))
+    entries, rows = _read(run_dir, "models.json"), []
+    for kind in dict.fromkeys(e["text_kind"] for e in entries):
+        parts = [pairs(manifest, kind, split) for split in ("train", "val")]
+        X, Y = (np.vstack([p[i] for p in parts]) for i in (0, 1))
+        ids = pd.concat([p[2].recipe_id for p in parts], ignore_index=True)
+        fold, first = ids.map(fold_of).fillna(-1).to_numpy(int), ~ids.duplicated().to_numpy()
+        groups = {}  # configurations that differ only in latent dim
+        for e in entries:
+            if e["text_kind"] == kind:
+                groups.setdefault(key({k: v for k, v in e["params"].items() if k != "n_components"}), []).append(e)
+        total = Moments.of(X, Y) if any(g[0]["model"] == "exact" for g in groups.values()) else None
+        for f in range(folds):
+            out, held = fold == f, np.flatnonzero((fold == f) & first)
+            label, bag = next(iter(protocols(bag_sizes, len(held)).items()))
+            for group in groups.values():
+                for e, est in _fold_fits(group, X, Y, out, lambda: total - Moments.of(X[out], Y[out])):
+                    Zi, Zt = est.transform(X[held], Y[held])
+                    rows += [{"text_kind": kind, "model": e["model"], "shrinkage": e["shrinkage"],
+                              "latent_dim": e["latent_dim"], "score": score, "fold": f, "protocol": label,
+                              "n_pairs": len(held), **r}
+                             for score in scores for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_)]
+    cv = pd.DataFrame(rows)
+    save_csv(Path(run_dir) / "kfold.csv", cv.round(4))
+    return cv
+
+
+def _fold_fits(group: list[dict], X, Y, out: np.ndarray, complement) -> list[tuple[dict, SharedSpace]]:
+    """(entry, its model fitted on the rows not ``out``) for entries that differ only in latent dim.
+
+    ``complement()`` gives those rows' moments, for ``exact``.
+    """
+    params = group[0]["params"]
+    if params["model"] not in NESTED:
+        return [(e, SharedSpace(**e["params"]).fit(X[~out], Y[~out])) for e in group]
+    est = SharedSpace(**{**params, "n_components": max(e["params"]["n_components"] for e in group)})
+    est = est.fit_moments(complement()) if params["model"] == "exact" else est.fit(X[~out], Y[~out])
+    return [(e, est.head(e["params"]["n_components"])) for e in group]
+
+
+def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0) -> pd.DataFrame:
+    """Rows of one configuration refitted on the train+val pairs and ranked on test, ``fit_on`` 'train+val'.
+
+    The estimator parameters are its train fit's, and the fit is cached beside it; only the
+    configuration's score is ranked, on test's query set and bags. Val is then spent, so these
+    rows exist only on test and take no part in any choice.
+    """
+    manifest, entry = _read(run_dir, "features.json"), _entry(run_dir, config)
+    kind = entry["text_kind"]
+    parts = [pairs(manifest, kind, split) for split in ("train", "val")]
+    est, _ = fit_cached(Path(entry["path"]).parents[1], [manifest["image"][s] for s in ("train", "val")],
+                        [manifest["text"][kind][s] for s in ("train", "val")],
+                        np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts]), **entry["params"])
+    X, Y, _ = pairs(manifest, kind, "test", query_set(manifest, "test")[0])
+    return pd.DataFrame(_ranked(manifest, entry, est, X, Y, "test", [config["score"]], bag_sizes, n_bags, seed,
+                                "train+val"))
+
+
+def _entry(run_dir, config) -> dict:
+    """The models.json entry of a configuration (text kind, model, shrinkage, latent dim)."""
+    keys = ("text_kind", "model", "shrinkage", "latent_dim")
+    return next(e for e in _read(run_dir, "models.json") if all(e[k] == config[k] for k in keys))
+
+
+def query_summary(run_dir) -> pd.DataFrame:
+    """Per split: recipes with a photo, those dropped from the shared query set and why, and the pairs used."""
+    res, dropped = load_results(run_dir), pd.read_csv(Path(run_dir) / "dropped.csv", dtype=str)
+    used = res.groupby("split").n_pairs.first()
+    rows = []
+    for split in used.index:
+        d = dropped[dropped.split == split]
+        rows.append({"split": split, "with photo": int(used[split]) + len(d), "dropped": len(d),
+                     "why": "; ".join(f"{n} × {reason}" for reason, n in d.reason.value_counts().items()) or "-",
+                     "query pairs": int(used[split])})
+    return pd.DataFrame(rows).set_index("split")
 
 
 def space(run_dir, config) -> tuple:
     """(fitted SharedSpace, test pairs (X, Y, index)) of one configuration, e.g. a row of results.csv."""
     keys = ("text_kind", "model", "shrinkage", "latent_dim")
     entry = next(e for e in _read(run_dir, "models.json") if all(e[k] == config[k] for k in keys))
-    return joblib.load(entry["path"]), pairs(_read(run_dir, "features.json"), entry["text_kind"], "test")
+    manifest = _read(run_dir, "features.json")
+    return joblib.load(entry["path"]), pairs(manifest, entry["text_kind"], "test", query_set(manifest, "test")[0])
 
 
 def embed_texts(run_dir, texts: list[str]):

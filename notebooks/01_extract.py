@@ -16,19 +16,21 @@
 #
 # Recipes and photos are read from a Recipe1M-layout folder (`layer1.json`, `layer2.json`,
 # `images/<partition>/a/b/c/d/<id>`); without one, the embedded demo corpus is generated.
-# Each split's photos go through a pretrained CNN with its classifier removed, and each text
-# kind through a BERT-family model (second-to-last hidden layer, mean-pooled over tokens,
-# truncated at 512 tokens). Training uses every photo of a recipe; val and test use the first
+# Each split's photos go through a pretrained CNN with its classifier removed, fed the input its
+# weights were trained on, and each text kind through a BERT-family model (one hidden layer,
+# mean-pooled over tokens; a text longer than the model was trained on is read in overlapping
+# windows and pooled over all of them). Training uses every photo of a recipe; val and test use the first
 # readable photo. Features are cached on disk, keyed by everything that produced them.
 
 # %% tags=["parameters"]
 data_dir = None  # Recipe1M-layout folder, or None for the embedded demo corpus
 demo_recipes = 3000  # size of the demo corpus (when data_dir is None)
 demo_seed = 0
-text_encoder = "minilm"  # "minilm" (bundled), "bert-base-uncased" (paper; local cache) or a model folder
-image_encoder = "efficientnet-lite0"  # "efficientnet-lite0" (bundled) or "resnet50" (paper)
+text_encoder = "minilm"  # "minilm", "mpnet" (bundled), "bert-base-uncased" (paper; local cache) or a model folder
+image_encoder = "efficientnet-lite0"  # "efficientnet-lite0", "efficientnet-lite2" (bundled) or "resnet50" (paper)
+image_views = 1  # features averaged over views: 1 centre crop, 2 + mirror, 5 corners + centre, 10 + mirrors
 image_weights = None  # ResNet-50 state-dict file, or None for the torch hub cache
-text_layer = -2  # hidden layer of the text model (-2: second-to-last, the paper's)
+text_layer = None  # hidden layer; None: the model's own (-1 for sentence encoders minilm/mpnet, -2 for BERT as in the paper)
 text_pooling = "mean"  # "mean" over tokens (attention-masked) or "cls"
 ingredients = "raw"  # "raw" ingredient lines, or "detected": the names in Recipe1M's det_ingrs.json
 text_kinds = ["title", "ingredients", "instructions", "all"]  # and "concat": the first three side by side
@@ -44,9 +46,12 @@ run_dir = "../reports/interactive"
 # %%
 from cmr_utils import stages
 
-manifest = stages.extract(run_dir, cache_dir, data_dir, demo_recipes, demo_seed, text_encoder, image_encoder,
-                          image_weights, text_kinds, batch_size, num_workers, device, text_layer, text_pooling,
-                          given_dir, shard, num_shards, ingredients)
+manifest = stages.extract(
+    run_dir=run_dir, cache_dir=cache_dir, data_dir=data_dir, demo_recipes=demo_recipes, demo_seed=demo_seed,
+    text_encoder=text_encoder, image_encoder=image_encoder, image_weights=image_weights, text_kinds=text_kinds,
+    batch_size=batch_size, num_workers=num_workers, device=device, text_layer=text_layer,
+    text_pooling=text_pooling, given_dir=given_dir, shard=shard, num_shards=num_shards, ingredients=ingredients,
+    image_views=image_views)
 
 # %% [markdown]
 # ## The data

@@ -15,30 +15,44 @@
 # # 2 · Fitting the shared space
 #
 # For each text kind, image and text features of the training pairs are projected into a
-# common latent space by CCA. `cca` is the paper's plain CCA (cca-zoo); `ridge` (cca-zoo's
+# common latent space. `cca` is the paper's plain CCA (cca-zoo); `ridge` (cca-zoo's
 # RidgeCCA) shrinks each view's covariance towards the identity, which keeps CCA from
 # overfitting when the number of pairs is close to the feature dimension; `exact` solves the
 # same ridge problem from covariances accumulated in chunks, for Recipe1M-size data, with
-# optional PCA pre-reduction. Fits are cached on disk.
+# optional PCA pre-reduction.
+#
+# Two models go beyond a linear map. `kernel` is kernel CCA with an RBF kernel per view, made to
+# scale by `kernel_landmarks` Nyström features (the kernel's width from the median distance
+# unless `kernel_gamma` is set) and the `exact` solver on them; `shrinkage` plays the same
+# part. `contrastive` trains a linear projection per view with the symmetric InfoNCE loss
+# (CLIP's), starting from the ridge-CCA solution; it stops early on a seeded 10 % of the
+# training recipes that it holds out of its own training (val and test take no part).
+# Fits are cached on disk.
 
 # %% tags=["parameters"]
-models = ["cca", "ridge"]  # "cca" (paper), "ridge" (RidgeCCA), "exact" (chunked ridge CCA)
+models = ["cca", "ridge"]  # "cca" (paper), "ridge" (RidgeCCA), "exact" (chunked ridge CCA), "kernel", "contrastive"
 latent_dims = [2, 10, 25, 50, 100, 250]  # capped by the rank the data allows
-shrinkage = [0.5]  # ridge strengths in [0, 1] to sweep: 0 is CCA, 1 is PLS
+shrinkage = [0.5, 0.9, 0.99]  # ridge strengths in [0, 1] to sweep: 0 is CCA, 1 is PLS (contrastive: its start)
 standardize = True  # scale each feature to unit variance before CCA
 pca = None  # exact only: keep this many principal directions per view
+kernel_landmarks = 1000  # kernel only: Nyström landmarks per view (the features' dimension)
+kernel_gamma = None  # kernel only: RBF width on standardised features; None: 1 / median squared distance
+seed = 0  # kernel landmarks; contrastive hold-out and batches
 cache_dir = "../cache"
 run_dir = "../reports/interactive"
 
 # %%
 from cmr_utils import stages
 
-fitted = stages.fit(run_dir, cache_dir, models, latent_dims, shrinkage, standardize, pca)
+fitted = stages.fit(run_dir=run_dir, cache_dir=cache_dir, models=models, latent_dims=latent_dims,
+                    shrinkage=shrinkage, standardize=standardize, pca=pca, kernel_landmarks=kernel_landmarks,
+                    kernel_gamma=kernel_gamma, seed=seed)
 
 # %% [markdown]
 # ## Fitted models
 # `n_components` is the latent dimension actually used; `top_corr` is the first canonical
-# correlation on the training pairs (near 1 for plain CCA means it has fitted noise).
+# correlation on the training pairs (near 1 for plain CCA, or for `kernel` with little
+# shrinkage, means it has fitted noise).
 
 # %%
 fitted.drop(columns="path")

@@ -15,27 +15,44 @@
 # # 3 · Retrieval evaluation
 #
 # Image→recipe and recipe→image retrieval in the shared space, on val and test: median rank
-# (ranks start at 1) and Recall@1/5/10 over seeded random bags of pairs (mean ± std). The
-# configuration with the best image→recipe medR on **val** is marked `chosen`; its test row is
-# the headline number.
+# (ranks start at 1) and Recall@1/5/10 over seeded random bags of pairs (mean ± std). Every
+# text kind, model, dimension and score of a split is ranked on the same recipes and the same
+# bags. Protocols: `1k` and `10k` are 10 bags of that many pairs; `full` ranks the whole split
+# at once (also used when a split is smaller than a bag). The configuration with the best
+# image→recipe medR on **val** is marked `chosen`; its test row is the headline number.
+#
+# The paper's `correlation` score centres each latent vector across its components, so it
+# depends on each component's sign, which CCA leaves arbitrary. Every solver here flips each
+# component so that its largest image weight is positive, so the score is the same whichever
+# solver fitted the space; `cosine` does not depend on the signs.
 
 # %% tags=["parameters"]
 scores = ["correlation", "cosine"]  # "correlation" (paper), "cosine", "weighted" (by canonical correlation)
 bag_sizes = [1000, 10000]  # pairs per bag (skipped where a split is smaller); 0 ranks the whole split
 n_bags = 10
 seed = 0
+select = "val"  # choose the configuration on "val", or by 5-fold cross-validation on train+val ("kfold")
 run_dir = "../reports/interactive"
 
 # %%
 from cmr_utils import plots, stages
 
-results = stages.evaluate(run_dir, scores, bag_sizes, n_bags, seed)
+results = stages.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_sizes, n_bags=n_bags, seed=seed,
+                          select=select)
+
+# %% [markdown]
+# ## The query sets
+# Pairs per split that have a photo and the text of every requested kind; a recipe lacking one
+# kind's text is dropped for all kinds, so that they are compared on the same queries.
+
+# %%
+stages.query_summary(run_dir)
 
 # %% [markdown]
 # ## Chosen on val, reported on test
 
 # %%
-cols = ["text_kind", "model", "latent_dim", "score", "split", "protocol", "direction",
+cols = ["text_kind", "model", "latent_dim", "score", "split", "protocol", "n_pairs", "direction",
         "medr", "medr_std", "r1", "r1_std", "r5", "r10", "r10_std"]
 results[results.chosen][cols].round(2)
 

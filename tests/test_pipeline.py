@@ -1,20 +1,16 @@
 """The real notebooks, executed by papermill and rendered by nbconvert, end to end."""
-import html
 import json
-import os
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
+from browser import in_browser
 
 from cmr_utils import run as R
-from cmr_utils import stages
+from cmr_utils.results import load as results_of
 from cmr_utils.data import Recipe1M
 from cmr_utils.features import Features
-from cmr_utils.retrieval import protocol_name
 
 pytestmark = pytest.mark.slow
 
@@ -28,37 +24,20 @@ def images_in(page):
     return re.findall(r'<img[^>]+src="data:image/png;base64,([^"]{200,})"', page)
 
 
-PROBE = """<script>window.addEventListener('load', () => {
-  const th = [...document.querySelectorAll('table.sortable th')].find(h => h.innerText === 'medr');
+PROBE = """
+  for (let i = 0; i < 100 && document.getElementById('results') && !document.querySelector('#results_wrapper .dt-info'); i++)
+    await new Promise(r => setTimeout(r, 100));
+  const info = document.querySelector('#results_wrapper .dt-info');
+  const th = [...document.querySelectorAll('#results_wrapper thead th')].find(h => h.innerText.trim() === 'medr');
   let sorted = null;
-  if (th) { th.click(); const col = [...th.parentNode.children].indexOf(th);
-    const v = [...th.closest('table').tBodies[0].rows].map(r => parseFloat(r.cells[col].innerText));
+  if (th) { th.querySelector('.dtcc-button_order').click(); await new Promise(r => setTimeout(r, 300));
+    const col = [...th.parentNode.children].indexOf(th);
+    const v = [...document.querySelectorAll('#results tbody tr')].map(r => parseFloat(r.cells[col].innerText));
     sorted = v.every((x, i) => i === 0 || v[i - 1] <= x); }
-  const imgs = [...document.images], p = document.createElement('pre'); p.id = 'probe';
-  p.textContent = JSON.stringify({images: imgs.length, sorted: sorted,
+  const imgs = [...document.images];
+  return {images: imgs.length, sorted: sorted,
     rendered: imgs.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length,
-    rows: document.querySelectorAll('table.sortable tbody tr').length});
-  document.body.appendChild(p); });</script>"""
-
-
-def in_browser(page, tmp_path):
-    """Load a page in headless Chromium; report its images, their rendering, table rows, and a sort click."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
-        pytest.skip("headless Chromium not installed (apt-get install chromium)")
-    probe = page.with_name(f"probe-{page.name}")
-    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-    out = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
-        capture_output=True, text=True, timeout=180)
-    probe.unlink()
-    found = re.search(r'<pre id="probe">(.*?)</pre>', out.stdout, re.S)
-    assert found, out.stderr[-2000:]
-    return json.loads(html.unescape(found.group(1)))
+    rows: info ? parseInt(info.innerText.match(/of ([\\d,]+) entries/)[1].replace(/,/g, '')) : 0};"""
 
 
 def check_report(run_dir):
@@ -66,7 +45,7 @@ def check_report(run_dir):
     for nb in R.NOTEBOOKS:
         assert f"href='{nb}.html'" in index
         assert (run_dir / f"{nb}.html").stat().st_size > 1000
-    results = stages.load_results(run_dir)
+    results = results_of(run_dir)
     assert COLUMNS <= set(results.columns)
     assert "<table" in index and "results.csv" in index
     chosen = results[results.chosen]
@@ -87,13 +66,13 @@ def test_demo_pipeline_end_to_end(tmp_path):
     results = check_report(run_dir)
     assert set(results.text_kind) == {"title", "concat"} and set(results.latent_dim) == {2, 16}
     assert "stages.fit(" not in (run_dir / "02_fit.html").read_text()  # code hidden by default
-    index = in_browser(run_dir / "index.html", tmp_path)
+    index = in_browser(run_dir / "index.html", tmp_path, PROBE)
     assert index["rows"] == len(results) and index["sorted"] is True
-    viz = in_browser(run_dir / "04_visualize.html", tmp_path)
+    viz = in_browser(run_dir / "04_visualize.html", tmp_path, PROBE)
     assert viz["images"] >= 6 and viz["rendered"] == viz["images"]
     # a fresh run folder reuses the cached features and models and gives the same table
     again = R.run(params, SMALL, name="again", reports_dir=tmp_path / "reports")
-    pd.testing.assert_frame_equal(stages.load_results(again), results)
+    pd.testing.assert_frame_equal(results_of(again), results)
 
 
 def test_rerun_skips_notebooks_that_are_up_to_date(tmp_path, capsys):
@@ -124,12 +103,20 @@ def test_failing_notebook_still_reports_its_error(tmp_path):
 def test_shared_sample_end_to_end(tmp_path, shared_root):
     params = tmp_path / "real.yaml"
     params.write_text(f"cache_dir: {tmp_path / 'cache'}\ndata_dir: {shared_root}\n")
-    run_dir = R.run(params, ["text_kinds=[title]", "models=[ridge]", "latent_dims=[10, 50]",
+    run_dir = R.run(params, ["text_kinds=[title, instructions]", "models=[ridge]", "latent_dims=[10, 50]",
                              "scores=[correlation, cosine]", "n_bags=2", "tsne_points=100"],
                     name="real", reports_dir=tmp_path / "reports")
     results = check_report(run_dir)
-    titled = sum(1 for r in Recipe1M(shared_root).split("test") if r.title)
-    assert set(results[results.split == "test"].protocol) == {protocol_name(titled) if titled < 1000 else "1k"}
+    # recipes lacking instructions (or a title) are dropped for both kinds: one query set per split
+    ds = Recipe1M(shared_root)
+    for split in ("val", "test"):
+        here = results[results.split == split]
+        full = [r for r in ds.split(split) if r.title and r.instructions]
+        assert set(here.protocol) == {"full"} and here.n_pairs.nunique() == 1
+        assert len(full) - 5 <= here.n_pairs.iloc[0] <= len(full)
+    evaluate, space = ((run_dir / page).read_text() for page in ("03_evaluate.html", "space.html"))
+    for kind in ("title", "instructions"):
+        assert evaluate.count(f">{kind}<") >= 2 and kind in space, kind
     manifest = json.loads((run_dir / "features.json").read_text())
     counts = Recipe1M(shared_root).counts()
     for split in ("train", "val", "test"):
@@ -159,7 +146,7 @@ def test_grid_runs_points_in_parallel_and_survives_a_failing_point(tmp_path, cap
     fingerprint = json.loads((run_dir / good / "features.json").read_text())["data"]["fingerprint"]
     assert f"<th>data fingerprint</th><td>{fingerprint}</td>" in index
     assert "not available offline" in (run_dir / bad / "01_extract.html").read_text()
-    combined = stages.load_results(run_dir)
+    combined = results_of(run_dir)
     assert set(combined.point) == {good}
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cmr_utils.retrieval import evaluate, metrics, normalize, protocol_name, ranks
+from cmr_utils.retrieval import evaluate, metrics, normalize, protocols, ranks
 
 
 def brute_ranks(Q, G):
@@ -70,5 +70,24 @@ def test_evaluate_whole_set_once_when_bag_too_large():
     Z = np.random.default_rng(5).normal(size=(30, 4))
     rows = evaluate(Z, Z, "cosine", 1000, 10, seed=0)
     assert all(r["n_bags"] == 1 and r["bag_size"] == 30 and r["r1"] == 100 for r in rows)
-    assert protocol_name(1000) == "1k" and protocol_name(10000) == "10k" and protocol_name(30) == "30"
-    assert protocol_name(0) == "full"
+
+
+def test_protocol_labels_never_depend_on_the_split_size():
+    assert protocols([1000, 10000, 0], 51000) == {"1k": 1000, "10k": 10000, "full": 51000}
+    assert protocols([1000, 10000, 0], 5000) == {"1k": 1000, "full": 5000}
+    for n in (997, 998, 999):  # a split smaller than every bag is ranked whole, as 'full'
+        assert protocols([1000, 10000], n) == {"full": n}
+    assert protocols([0, 40], 100) == {"40": 40, "full": 100}
+
+
+def test_non_finite_scores_never_make_a_hit():
+    rng = np.random.default_rng(6)
+    Q, G = rng.normal(size=(20, 4)), rng.normal(size=(20, 4))
+    Q[3] = np.nan  # a query whose every similarity is NaN
+    G[7, 0] = np.inf  # a gallery item with an infinite score for most queries
+    r = ranks(Q, G)
+    assert r[3] == 20 and r[7] == 20  # worst rank, never rank 0 or 1
+    assert (r >= 1).all() and (r <= 20).all()
+    ok = [i for i in range(20) if i not in (3, 7)]
+    clean = ranks(np.delete(Q, [3, 7], 0), np.delete(G, [3, 7], 0))
+    assert (r[ok] >= clean).all()  # a non-finite candidate can only push the truth down

@@ -1,0 +1,40 @@
+"""Up-to-date stamps: a notebook whose inputs are unchanged since its last success in a run folder is not run again."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .io import key, save_text
+from .pipeline import source
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def inputs_key(params: dict) -> str:
+    """What the notebooks' outputs depend on besides their parameters: the package code and the data files."""
+    code = [(f.name, f.read_bytes()) for f in sorted(PACKAGE.glob("*.py"))]
+    data, given = params.get("data_dir"), params.get("given_dir")
+    files = [Path(data) / n for n in ("layer1.json", "layer2.json", "det_ingrs.json")] if data else []
+    files += sorted(Path(data, "images").rglob("*")) if data else []  # a replaced photo reruns extraction
+    files += sorted(Path(given).iterdir()) if given and Path(given).is_dir() else []
+    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    return key([(name, hashlib.sha1(b).hexdigest()) for name, b in code], stats)
+
+
+def notebook_key(upstream: str, nb: str, parameters: dict, show_code: bool) -> str:
+    """A notebook's stamp: chained from the notebooks before it, so a change upstream reruns everything after."""
+    return key(upstream, parameters, show_code, source(nb).read_text())
+
+
+def up_to_date(run_dir: Path, nb: str, stamp: str) -> bool:
+    path = run_dir / ".stamps" / nb
+    return path.exists() and path.read_text() == stamp and (run_dir / f"{nb}.html").exists()
+
+
+def forget(run_dir: Path, nb: str) -> None:
+    """Drop the stamp before running: a run that dies half-way must not leave the old one claiming success."""
+    (run_dir / ".stamps" / nb).unlink(missing_ok=True)
+
+
+def record(run_dir: Path, nb: str, stamp: str) -> None:
+    save_text(run_dir / ".stamps" / nb, stamp)

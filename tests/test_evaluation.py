@@ -1,0 +1,69 @@
+"""One query set per split: every text kind is ranked on the same recipes, bags and protocol labels."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_features import HashEncoder
+
+from cmr_utils import features as F
+from cmr_utils import plots, stages
+from cmr_utils.data import SPLITS, Recipe1M
+from cmr_utils.io import save_json
+from cmr_utils.results import best_per_kind, load, main_rows
+
+
+class NoisyHash(HashEncoder):
+    """Hash vectors with a little seeded noise, so CCA has full-rank views to fit."""
+
+    dim = 8
+
+    def _vec(self, s):
+        base = super()._vec(s).astype(np.float64)
+        return np.concatenate([base, np.random.default_rng(int(base.sum())).normal(size=4)])
+
+
+@pytest.fixture
+def run_dir(demo_root, tmp_path):
+    root = tmp_path / "corpus"
+    shutil.copytree(demo_root, root)
+    ds = Recipe1M(root)
+    lacking = ds.split("test")[0].id
+    ds.recipes[lacking].instructions = []  # one test recipe without instructions, as in real data
+    enc, cache = NoisyHash(), tmp_path / "cache"
+    manifest = {"data": {"root": str(root)}, "source": "generated",
+                "encoders": {"image": {"name": "hash"}, "text": {"name": "hash"}},
+                "image": {s: str(F.image_features(ds, s, enc, cache, "fp", all_images=(s == "train"))) for s in SPLITS},
+                "text": {k: {s: str(F.text_features(ds, s, k, enc, cache, "fp")) for s in SPLITS}
+                         for k in ("title", "instructions")}}
+    run = tmp_path / "run"
+    save_json(run / "features.json", manifest)
+    stages.fit(run_dir=run, cache_dir=cache, models=["ridge"], latent_dims=[2, 3], shrinkage=[0.5])
+    stages.evaluate(run_dir=run, scores=["correlation", "cosine"], bag_sizes=[5, 1000, 0], n_bags=3)
+    return run, lacking, ds
+
+
+def test_every_kind_is_ranked_on_one_query_set(run_dir):
+    run, lacking, ds = run_dir
+    results = load(run)
+    for split in ("val", "test"):
+        here = results[results.split == split]
+        assert here.groupby("text_kind").n_pairs.first().nunique() == 1  # same pairs for title and instructions
+        assert set(here.protocol) == {"5", "full"}  # labels from the requested sizes, never a pair count
+        for _, grp in here.groupby(["text_kind", "model", "latent_dim", "score", "direction", "fit_on"]):
+            assert sorted(grp.protocol) == ["5", "full"]
+    test = results[results.split == "test"]
+    assert test.n_pairs.iloc[0] == len(ds.split("test")) - 1
+    dropped = pd.read_csv(run / "dropped.csv", dtype=str)
+    assert dropped.values.tolist() == [["test", lacking, "no instructions text"]]
+    summary = stages.query_summary(run)
+    assert summary.loc["test", "dropped"] == 1 and summary.loc["test", "query pairs"] == test.n_pairs.iloc[0]
+
+
+def test_selection_tables_and_figures_keep_every_kind(run_dir):
+    run, _, _ = run_dir
+    results = load(run)
+    assert set(main_rows(results, "test").protocol) == {"5"}
+    assert set(best_per_kind(results).index) == {"title", "instructions"}
+    assert set(plots.paper_vs_chosen(results).reset_index().text_kind) == {"title", "instructions"}
+    assert results.chosen.any() and set(results[results.chosen].split) == {"val", "test"}

@@ -1,0 +1,210 @@
+"""The shared index page and the paper's tables: content checked against results.csv, and in headless Chromium."""
+import itertools
+import json
+import re
+
+import numpy as np
+import pandas as pd
+from browser import in_browser
+
+from cmr_utils import report, tables
+from cmr_utils import results as R
+from cmr_utils.io import save_csv
+
+KINDS = ("title", "ingredients", "instructions", "all")
+STEPS = [{"notebook": nb, "seconds": 1.0, "ok": True, "state": "ok"}
+         for nb in ("01_extract", "02_fit", "03_evaluate", "04_visualize")]
+
+
+def fake_results(kinds=KINDS, features=("generated", "given"), dims=(10, 50, 100, 768), test_pairs=12000,
+                 val_pairs=1500, bags=(1000, 10000), seed=0) -> pd.DataFrame:
+    """results.csv as stages.evaluate writes it: ridge with cosine at dim 100 is best, recipe→image a bit worse."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kind, feat, (model, shrink), dim, score in itertools.product(
+            kinds, features, [("cca", 0.0), ("ridge", 0.5)], dims, ["correlation", "cosine"]):
+        for split, n in (("val", val_pairs), ("test", test_pairs)):
+            sizes = {("full", n) if b >= n else (f"{b // 1000}k", b) for b in bags}
+            for (label, bag), direction in itertools.product(sorted(sizes), ("im2recipe", "recipe2im")):
+                factor = ((0.8 if model == "ridge" else 1) * (0.9 if score == "cosine" else 1)
+                          * (1 + 0.3 * abs(np.log(dim / 100))) * (1.1 if direction == "recipe2im" else 1))
+                medr = round(float(bag / 50 * factor * rng.uniform(0.95, 1.05)), 1)
+                r1 = 100 / medr / 4
+                row = {"text_kind": kind, "features": feat, "image_encoder": "resnet50", "text_encoder": "bert",
+                       "model": model, "shrinkage": shrink, "latent_dim": dim, "n_components": dim, "score": score,
+                       "fit_on": "train", "split": split, "protocol": label, "n_pairs": n, "direction": direction,
+                       "bag_size": bag, "n_bags": 1 if label == "full" else 10, "medr": medr,
+                       "medr_std": round(medr / 10, 2)}
+                for k, v in (("r1", r1), ("r5", 2.5 * r1), ("r10", 4 * r1)):
+                    row |= {k: round(min(v, 100), 2), f"{k}_std": 0.5}
+                rows.append(row)
+    df = pd.DataFrame(rows)
+    df["chosen"] = (df[R.CONFIG_COLUMNS] == R.chosen(df)).all(axis=1)
+    refit = df[df.chosen & (df.split == "test")].assign(fit_on="train+val", medr=lambda d: d.medr - 0.5)
+    return pd.concat([df, refit], ignore_index=True)
+
+
+def cell_text(table_html):
+    return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", table_html, re.S)]
+
+
+# ---- tables.py on synthetic frames ----
+
+def test_cell_is_mean_plus_minus_std_and_one_bag_has_no_spread():
+    assert tables.cell(12.345, 1.26) == "12.3 ± 1.3"
+    assert tables.cell(4.0, 0.0, n_bags=1) == "4.0"
+
+
+def test_paper_tables_are_10k_then_1k_with_the_paper_rows():
+    df = fake_results()
+    out = tables.paper_tables(df)
+    assert [t.split(" · ")[1] for t, _ in out] == ["test, 10k", "test, 1k"]
+    assert out[0][0].startswith("Table 1") and out[1][0].startswith("Table 2")
+    rows = tables.paper_rows(df, "1k")
+    chosen = tables.chosen_config(df)
+    assert set(rows.block) == {"Paper: plain CCA, correlation score",
+                               f"Chosen: ridge, shrinkage 0.5, {chosen.score} score"}
+    # dims the paper reports plus the chosen one, never the others; every kind × features
+    assert chosen.latent_dim == 100 and set(rows.latent_dim) == {50, 100, 768}
+    assert len(rows) == len(rows.drop_duplicates(["block", "text_kind", "features", "latent_dim"]))
+    assert len(rows[rows.block.str.startswith("Paper")]) == len(KINDS) * 2 * 3
+    assert rows.chosen.sum() == 1
+    cca = df[(df.split == "test") & (df.protocol == "1k") & (df.model == "cca") & (df.score == "correlation")
+             & (df.text_kind == "all") & (df.features == "given") & (df.latent_dim == 768)].set_index("direction")
+    got = rows[rows.block.str.startswith("Paper") & (rows.text_kind == "all") & (rows.features == "given")
+               & (rows.latent_dim == 768)].iloc[0]
+    assert got[("recipe2im", "r5")] == f"{cca.at['recipe2im', 'r5']:.1f} ± 0.5"
+    assert got[("im2recipe", "medr")] == tables.cell(cca.at["im2recipe", "medr"], cca.at["im2recipe", "medr_std"])
+    html = out[1][1]
+    assert "…" not in html and "..." not in html
+    assert all(re.fullmatch(r"[\w ]+|\d+|\d+\.\d ± \d+\.\d", c) for c in cell_text(html))
+    assert all(f">{k}<" in html for k in KINDS)
+
+
+def test_small_test_split_falls_back_to_its_main_protocol():
+    df = fake_results(kinds=("title",), features=("generated",), test_pairs=800)  # smaller than a 1k bag
+    assert tables.protocols(df) == ["full"]
+    [(title, html)] = tables.paper_tables(df)
+    assert "full" in title and "No 1k or 10k bags" in html and "all 800 pairs ranked once" in html
+    assert "±" not in "".join(cell_text(html))  # one ranking: no spread to show
+
+
+def test_only_1k_when_the_split_has_no_10k_bag():
+    df = fake_results(kinds=("title",), test_pairs=5000)
+    assert tables.protocols(df) == ["1k"]
+
+
+def test_paper_block_absent_and_chosen_dim_kept():
+    df = fake_results(kinds=("title",), dims=(10, 20, 768))
+    df = df[df.model != "cca"]
+    rows = tables.paper_rows(df, "1k")
+    assert set(rows.block) == {f"Chosen: ridge, shrinkage 0.5, {tables.chosen_config(df).score} score"}
+    assert tables.chosen_config(df).latent_dim == 20 and set(rows.latent_dim) == {20, 768}
+    assert tables.paper_config(df, tables.chosen_config(df)) is None
+
+
+# ---- the index ----
+
+def write_run(tmp_path, results, space=False):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_csv(run_dir / "results.csv", results)
+    (run_dir / "features.json").write_text(json.dumps({"data": {"root": "/data", "fingerprint": "abc123"}}))
+    if space:
+        (run_dir / "space.html").write_text("<html></html>")
+    return report.write_index(run_dir, STEPS, {"n_bags": 10, "models": ["cca", "ridge"]})
+
+
+SUMMARY_PROBE = """
+  const rows = [...document.querySelectorAll('.headline table.cmr-metrics tbody tr')];
+  const [keys, values] = [...document.querySelector('.headline table.kv').rows]
+      .map(r => [...r.cells].map(c => c.innerText));
+  const kv = Object.fromEntries(keys.map((k, i) => [k, values[i]]));
+  return {kv, rows: rows.map(r => [...r.cells].map(c => c.innerText.trim())),
+          paper: [...document.querySelectorAll('table.cmr-metrics')].slice(2)
+             .map(t => [...t.querySelectorAll('td')].map(c => c.innerText.trim())),
+          resources: performance.getEntriesByType('resource').map(e => e.name)};"""
+
+FILTER_PROBE = """
+  for (let i = 0; i < 100 && !document.querySelector('#results_wrapper .dt-search input'); i++)
+    await new Promise(r => setTimeout(r, 100));
+  const input = document.querySelector('#results_wrapper .dt-search input');
+  const count = () => document.querySelector('#results_wrapper .dt-info').innerText;
+  const before = count();
+  input.value = KIND; input.dispatchEvent(new Event('input', {bubbles: true}));
+  await new Promise(r => setTimeout(r, 500));
+  const th = [...document.querySelectorAll('#results_wrapper thead th')].find(h => h.innerText.trim() === 'medr');
+  th.querySelector('.dtcc-button_order').click();
+  await new Promise(r => setTimeout(r, 300));
+  const col = [...th.parentNode.children].indexOf(th);
+  const rows = [...document.querySelectorAll('#results tbody tr')];
+  return {before, after: count(), shown: rows.map(r => r.innerText),
+          medr: rows.map(r => parseFloat(r.cells[col].innerText))};"""
+
+
+def test_index_headline_tables_and_offline_interactive_table(tmp_path):
+    results = fake_results(kinds=("title", "ingredients"), test_pairs=12000)
+    page = write_run(tmp_path, results, space=True)
+    html = page.read_text()
+    assert not re.search(r"<script[^>]+src=['\"]?http", html) and not re.search(r"<link[^>]+href=['\"]?http", html)
+    for nb in ("01_extract", "02_fit", "03_evaluate", "04_visualize"):
+        assert f"href='{nb}.html'" in html
+    assert "href='space.html'>Interactive shared space" in html
+    assert "<th>data fingerprint</th><td>abc123</td>" in html
+
+    got = in_browser(page, tmp_path, SUMMARY_PROBE)
+    chosen = results[results.chosen].iloc[0]
+    assert got["kv"]["text kind"] == chosen.text_kind and got["kv"]["score"] == chosen.score
+    assert got["kv"]["model"] == chosen.model and got["kv"]["latent dim"] == str(chosen.latent_dim)
+    test = R.main_rows(results[results.chosen], "test", "im2recipe").iloc[0]
+    refit = R.main_rows(results[results.chosen], "test", "im2recipe", fit_on="train+val").iloc[0]
+    assert [r[0] for r in got["rows"]] == ["chosen", "chosen, refit on train+val", "paper"]
+    assert got["rows"][0][2] == f"{test.medr:.1f} ± {test.medr_std:.1f}"
+    assert got["rows"][1][2] == f"{refit.medr:.1f} ± {refit.medr_std:.1f}"
+    assert "cca · dim 50 · correlation" in got["rows"][2][1] and chosen.text_kind in got["rows"][2][1]
+    assert not [u for u in got["resources"] if u.startswith("http")]
+    cells = [c for t in got["paper"] for c in t]
+    assert cells and not [c for c in cells if "…" in c] and {"title", "ingredients"} <= set(cells)
+
+    kind = "ingredients"
+    found = in_browser(page, tmp_path, FILTER_PROBE.replace("KIND", repr(kind)))
+    total, after = (int(re.search(r"of ([\d,]+) entries", found[k]).group(1).replace(",", ""))
+                    for k in ("before", "after"))
+    assert total == len(results) and after == (results.text_kind == kind).sum()
+    assert found["shown"] and all(kind in r for r in found["shown"])
+    assert found["medr"] == sorted(found["medr"]) and found["medr"][0] == results[results.text_kind == kind].medr.min()
+
+
+def test_index_without_paper_config_says_not_in_this_grid(tmp_path):
+    results = fake_results(kinds=("title",), features=("generated",), dims=(10, 25))
+    html = write_run(tmp_path, results).read_text()
+    assert "not in this grid" in html
+
+
+def test_index_without_results_still_links_the_reports(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    steps = STEPS[:1] + [{"notebook": "02_fit", "seconds": 1.0, "ok": False, "state": "FAILED"}]
+    html = report.write_index(run_dir, steps, {}).read_text()
+    assert "No results.csv" in html and "failed" in html and "href='02_fit.html'" in html
+
+
+def test_grid_index_heads_with_the_best_point(tmp_path):
+    run_dir = tmp_path / "grid"
+    a, b = fake_results(kinds=("title",), features=("generated",), seed=1), \
+        fake_results(kinds=("title",), features=("given",), seed=2)
+    for name, df in (("given_dir-null", a), ("given_dir-given", b)):
+        (run_dir / name).mkdir(parents=True)
+        save_csv(run_dir / name / "results.csv", df)
+    (run_dir / "broken").mkdir()
+    points = [{"point": p, "steps": STEPS, "error": None} for p in ("given_dir-null", "given_dir-given")]
+    points.append({"point": "broken", "steps": STEPS[:1], "error": "01_extract failed: boom"})
+    html = report.write_grid_index(run_dir, points, {p["point"]: {"n_bags": 10} for p in points}).read_text()
+    combined = R.load(run_dir)
+    best = tables.chosen_config(combined)
+    val = [R.main_rows(df[df.chosen], "val", "im2recipe").medr.iloc[0] for df in (a, b)]
+    assert best.point == ("given_dir-null", "given_dir-given")[int(np.argmin(val))]
+    assert f"the best point's choice on val: <a href='{best.point}/index.html'>" in html
+    assert "01_extract failed: boom" in html and "1 of 3 grid points" in html
+    assert ">generated<" in html and ">given<" in html  # both feature sources in the paper tables
+    assert set(combined.point) == {"given_dir-null", "given_dir-given"}

@@ -1,0 +1,83 @@
+"""What people share from a run: pages without log noise, progress on the terminal instead, one zip that opens offline."""
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cmr_utils import share
+from cmr_utils.pipeline import NOTEBOOKS
+from cmr_utils.run import ROOT
+
+SMALL = ["demo_recipes=160", "text_kinds=[title, concat]", "models=[cca, ridge]", "latent_dims=[2, 16]",
+         "scores=[correlation]", "bag_sizes=[40]", "n_bags=3", "tsne_points=60", "n_examples=2"]
+
+
+def broken_links(folder: Path) -> list[str]:
+    """Every relative href or src of every page under ``folder`` that does not lead to a file inside it."""
+    folder, broken = folder.resolve(), []
+    for page in sorted(folder.rglob("*.html")):
+        for link in share.local_links(page):
+            target = (page.parent / link).resolve()
+            if not (target.is_file() and target.is_relative_to(folder)):
+                broken.append(f"{page.relative_to(folder)} -> {link}")
+    return broken
+
+
+def test_share_packs_the_pages_and_what_they_link_to(tmp_path):
+    run = tmp_path / "reports" / "r"
+    pages = {
+        "index.html": "<a href='01_extract.html'>1</a> <a href='results.csv'>csv</a> <a href='p/index.html'>point</a> "
+                      "<a href='https://example.org/'>web</a> <a href='#top'>top</a> <img src='data:image/png;base64,AA'>",
+        "01_extract.html": '<a href="space.html#pick">space</a> <a href="missing.html">gone</a>',
+        "space.html": "<p>an interactive page</p>",
+        "results.csv": "medr\n1\n",
+        "p/index.html": "<a href='../results.csv'>all</a> <img src='fig%201.png'>",
+        "p/fig 1.png": "png",
+        ".stamps/01_extract": "key", ".jupyter/kernels/cmr/kernel.json": "{}", ".lock": "1", "features.json": "{}",
+    }
+    for name, text in pages.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(text)
+    assert share.pack(run) == tmp_path / "reports" / "r.zip"
+    with zipfile.ZipFile(tmp_path / "reports" / "r.zip") as z:
+        z.extractall(tmp_path / "elsewhere")
+        assert sorted(z.namelist()) == [f"r/{n}" for n in sorted(
+            ["index.html", "01_extract.html", "space.html", "results.csv", "p/index.html", "p/fig 1.png"])]
+    assert broken_links(tmp_path / "elsewhere" / "r") == ["01_extract.html -> missing.html"]  # as broken as at home
+
+
+@pytest.mark.slow
+def test_clean_run_pages_progress_on_the_terminal_and_one_zip(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text(f"cache_dir: {tmp_path / 'cache'}\n")  # a fresh cache: every progress bar runs
+    name = f"pytest-clean-{uuid.uuid4().hex[:8]}"
+    run_dir, zipped = ROOT / "reports" / name, ROOT / "reports" / f"{name}.zip"
+    cmd = [sys.executable, "-m", "cmr_utils.run", str(params), "--name", name, "--share",
+           *(a for s in SMALL for a in ("--set", s))]
+    try:
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+        for bar in ("demo corpus", "images efficientnet-lite0", "text minilm"):
+            assert f"{bar}: 100%" in out.stderr, bar  # progress reached the runner's terminal...
+        assert "Loading weights" not in out.stderr and "without encryption" not in out.stderr
+        for nb in NOTEBOOKS:  # ...and not the reports
+            page = (run_dir / f"{nb}.html").read_text()
+            outputs = [o for c in nbformat.read(run_dir / f"{nb}.ipynb", as_version=4).cells for o in c.get("outputs", [])]
+            assert not [o for o in outputs if o.get("name") == "stderr"], nb
+            assert 'data-mime-type="application/vnd.jupyter.stderr"' not in page, nb
+            assert not re.findall(r"[A-Za-z]+Warning\b", page), nb
+            assert not re.findall(r"""\bsrc=["']https?:""", page), nb  # nothing fetched from the network
+        with zipfile.ZipFile(zipped) as z:
+            z.extractall(tmp_path / "elsewhere")
+        shared = tmp_path / "elsewhere" / name
+        assert {"index.html", "results.csv", *(f"{nb}.html" for nb in NOTEBOOKS)} <= {p.name for p in shared.iterdir()}
+        assert broken_links(shared) == []
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        zipped.unlink(missing_ok=True)

@@ -1,0 +1,72 @@
+"""Choosing a configuration by K-fold cross-validation on train+val, and the train+val refit."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cmr_utils import stages
+from cmr_utils.features import store
+from cmr_utils.io import save_json
+from cmr_utils.results import CV_KEYS, cv_means, load, main_rows
+
+
+def entry(root, name, X, recipes, photos=None):
+    index = pd.DataFrame({"recipe_id": recipes, "image_id": photos if photos is not None else [""] * len(recipes)})
+    store(root / name, X, index, [], {"name": name})
+    return str(root / name)
+
+
+@pytest.fixture
+def run(tmp_path):
+    """Title text shares a 3-d signal with the photos on train and test, ingredients a weaker one; val,
+    by bad luck, says the opposite. Train recipes have 1-3 photos each (rows), the other splits one."""
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(3, 20)), rng.normal(size=(3, 8))
+    manifest = {"source": "generated", "encoders": {"image": {"name": "x"}, "text": {"name": "y"}},
+                "image": {}, "text": {"title": {}, "ingredients": {}}}
+    for split, n in (("train", 400), ("val", 40), ("test", 80)):
+        recipes = [f"{split}{i}" for i in range(n)]
+        photos = rng.integers(1, 4, n) if split == "train" else np.ones(n, int)
+        Z = rng.normal(size=(n, 3))
+        rows = np.repeat(np.arange(n), photos)
+        X = Z[rows] @ A + rng.normal(size=(len(rows), 20))
+        strong, weak = (0.3, 3.0) if split != "val" else (3.0, 0.3)  # val is misleading
+        texts = {kind: Z @ B + noise * rng.normal(size=(n, 8))
+                 for kind, noise in (("title", strong), ("ingredients", weak))}
+        manifest["image"][split] = entry(tmp_path / "f", f"image_{split}", X, [recipes[r] for r in rows],
+                                         [f"{recipes[r]}_{j}" for j, r in enumerate(rows)])
+        for kind, T in texts.items():
+            manifest["text"][kind][split] = entry(tmp_path / "f", f"{kind}_{split}", T, recipes)
+    save_json(tmp_path / "run" / "features.json", manifest)
+    stages.fit(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", models=["exact", "kernel"], latent_dims=[2, 3],
+               shrinkage=[0.1, 0.9], kernel_landmarks=60)
+    return tmp_path / "run"
+
+
+def test_kfold_picks_the_planted_best_and_never_reads_test(run):
+    for name in ("image_test", "title_test", "ingredients_test"):
+        shutil.rmtree(run.parent / "f" / name)  # reading test would fail
+    cv = stages.cross_validate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, folds=4)
+    configs = 2 * 2 * 2 * 2  # kinds × models × shrinkages × dims
+    assert set(cv.fold) == {0, 1, 2, 3} and len(cv) == configs * 4 * 2  # × folds × directions
+    assert cv.n_pairs.sum() == configs * 2 * (400 + 40)  # every train+val recipe held out once, one photo each
+    assert cv_means(cv).sort_values("medr").text_kind.iloc[0] == "title"
+
+
+def test_evaluate_by_kfold_against_val_and_the_refit_rows(run):
+    by_val = stages.evaluate(run, scores=["cosine"], bag_sizes=[50], n_bags=2)
+    assert set(by_val[by_val.chosen].text_kind) == {"ingredients"}  # misled by val
+    by_cv = stages.evaluate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, select="kfold", folds=4)
+    assert (run / "kfold.csv").exists()
+    results = load(run)
+    chosen = results[results.chosen]
+    assert set(chosen.text_kind) == {"title"} and len(chosen.drop_duplicates(CV_KEYS)) == 1
+    refit = results[results.fit_on == "train+val"]
+    assert set(refit.split) == {"test"} and refit.chosen.all() and len(refit) == 2  # both directions, main protocol
+    assert set(main_rows(results, "test").fit_on) == {"train"}  # tables compare train fits
+    train_fit = chosen[(chosen.split == "test") & (chosen.fit_on == "train")]
+    assert train_fit.n_pairs.tolist() == refit.n_pairs.tolist() == [80, 80]
+    assert by_cv.shape[0] == results.shape[0]
+    with pytest.raises(ValueError, match="select"):
+        stages.evaluate(run, select="test")
