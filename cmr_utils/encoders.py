@@ -264,10 +264,10 @@ class EfficientNetLite0(Backbone):
     def __init__(self, weights: str | None = None):
         super().__init__()
         import efficientnet_lite_pytorch
-        self.weights = Path(weights or self.bundled())
+        path = Path(weights or self.bundled())
         self.net = efficientnet_lite_pytorch.EfficientNet.from_name(self.variant)
-        self.net.load_state_dict(torch.load(self.weights, map_location="cpu", weights_only=True), strict=True)
-        self.weights = self.weights.name
+        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        self.weights = path.name
 
     @staticmethod
     def bundled() -> str:
@@ -292,7 +292,8 @@ class ResNet50(Backbone):
     """The paper's ResNet-50 (2048-d), torchvision weights from the torch cache or ``weights``.
 
     torchvision's IMAGENET1K_V2 weights were trained for resize 232 / crop 224, V1's (and other
-    files) for resize 256 / crop 224; a torchvision file is told by the SHA-256 prefix in its name.
+    files) for resize 256 / crop 224; V2 is told by its content's SHA-256, whose prefix torchvision
+    puts in the file name.
     """
     dim, crop = 2048, 224
     V2_SHA256 = "11ad3fa6"  # resnet50-11ad3fa6.pth
@@ -343,8 +344,9 @@ class Views:
         self.tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize(net.mean, net.std)])
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        crops = self.crop(self.resize(image))
-        crops = [crops, ImageOps.mirror(crops)] if self.views == 2 else crops if self.views > 1 else [crops]
+        crops = self.crop(self.resize(image))  # one image for 1 and 2 views, a tuple for 5 and 10
+        if self.views <= 2:
+            crops = [crops, ImageOps.mirror(crops)][:self.views]
         return torch.stack([self.tensor(c) for c in crops])
 
 

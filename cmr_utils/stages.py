@@ -34,6 +34,8 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, t
 
     ``data_dir`` None means the embedded demo corpus, generated once into the cache. The text
     kind ``concat`` is the concatenation of the title, ingredients and instructions embeddings.
+    ``text_layer`` None takes the text model's own layer; ``image_views`` (1, 2, 5, 10) are the
+    crops and mirrors averaged into each image's features (see ``encoders``).
     With ``given_dir``, vectors come from the user's files there (see ``given``) instead of the
     encoders. ``shard``/``num_shards`` split the encoding into independent jobs over a shared
     cache: each encodes its share of every entry, and the job that completes an entry merges it;
@@ -215,10 +217,11 @@ def _ranked(manifest, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, 
             for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_)]
 
 
-def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, seed=0, folds=5) -> pd.DataFrame:
+def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, seed=0,
+                   folds=5) -> pd.DataFrame:
     """K-fold cross-validation of every fitted configuration on the train+val pairs; writes ``kfold.csv``.
 
-    Val's 250-odd pairs make a noisy judge; every train+val recipe judges here. The recipes of the
+    A small val split makes a noisy judge; here every train+val recipe judges. The recipes of the
     train and val query sets are dealt into ``folds`` seeded folds. Per fold, each configuration
     is refitted on all other train+val pairs (every photo of the other recipes, and the recipes
     lacking some kind's text) and ranks the fold's recipes, one photo each as on val and test, at
@@ -245,9 +248,10 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
         total = Moments.of(X, Y) if any(g[0]["model"] == "exact" for g in groups.values()) else None
         for f in range(folds):
             out, held = fold == f, np.flatnonzero((fold == f) & first)
+            rest = None if total is None else total - Moments.of(X[out], Y[out])
             label, bag = next(iter(protocols(bag_sizes, len(held)).items()))
             for group in groups.values():
-                for e, est in _fold_fits(group, X, Y, out, lambda: total - Moments.of(X[out], Y[out])):
+                for e, est in _fold_fits(group, X, Y, out, rest):
                     Zi, Zt = est.transform(X[held], Y[held])
                     rows += [{"text_kind": kind, "model": e["model"], "shrinkage": e["shrinkage"],
                               "latent_dim": e["latent_dim"], "score": score, "fold": f, "protocol": label,
@@ -258,16 +262,14 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
     return cv
 
 
-def _fold_fits(group: list[dict], X, Y, out: np.ndarray, complement) -> list[tuple[dict, SharedSpace]]:
-    """(entry, its model fitted on the rows not ``out``) for entries that differ only in latent dim.
-
-    ``complement()`` gives those rows' moments, for ``exact``.
-    """
+def _fold_fits(group: list[dict], X, Y, out: np.ndarray, rest: Moments | None) -> list[tuple]:
+    """(entry, its model fitted on the rows not ``out``, whose moments are ``rest``) for entries that
+    differ only in latent dim."""
     params = group[0]["params"]
     if params["model"] not in NESTED:
         return [(e, SharedSpace(**e["params"]).fit(X[~out], Y[~out])) for e in group]
     est = SharedSpace(**{**params, "n_components": max(e["params"]["n_components"] for e in group)})
-    est = est.fit_moments(complement()) if params["model"] == "exact" else est.fit(X[~out], Y[~out])
+    est = est.fit_moments(rest) if params["model"] == "exact" else est.fit(X[~out], Y[~out])
     return [(e, est.head(e["params"]["n_components"])) for e in group]
 
 

@@ -63,7 +63,7 @@ def test_real_concurrent_runs_on_one_report_folder(tmp_path):
         out, _ = first.communicate(timeout=1200)
         assert first.returncode == 0, out
         index = (run_dir / "index.html").read_text()
-        assert "failed" not in index and "results.csv" in index
+        assert "<b>failed</b>" not in index and "failed, " not in index and "results.csv" in index
         assert all((run_dir / f"{nb}.html").exists() and (run_dir / f"{nb}.ipynb").exists() for nb in R.NOTEBOOKS)
         assert not [p for p in run_dir.iterdir() if p.name.startswith(".") and p.name not in (".lock", ".stamps", ".jupyter")]
     finally:

@@ -163,10 +163,10 @@ def test_windowed_encoding_equals_plain_encoding_for_short_texts(text_encoder):
 
 
 def test_long_text_is_pooled_over_windows_of_the_trained_length(text_encoder):
-    words = " ".join(f"ingredient{i % 97} step{i}" for i in range(300))
+    words = " ".join(f"ingredient{i % 97} step{i}" for i in range(120))
     ids = text_encoder.tokenizer(words, add_special_tokens=False)["input_ids"]
     windows = text_encoder.windows(ids)
-    assert len(ids) > 600 and len(windows) > 2 and max(map(len, windows)) == 256
+    assert len(ids) > 500 and len(windows) > 2 and max(map(len, windows)) == 256
     assert windows[0][1:-1] == ids[:254] and windows[1][1:-1] == ids[127:381]  # stride: half a window
     assert windows[-1][-2] == ids[-1] and set(ids) == {t for w in windows for t in w[1:-1]}
     vec = text_encoder.encode([words], progress=False)[0]

@@ -97,7 +97,7 @@ def test_failing_notebook_still_reports_its_error(tmp_path):
         R.run(params, name="bad", reports_dir=tmp_path / "reports")
     html = (tmp_path / "reports" / "bad" / "01_extract.html").read_text()
     assert "layer1.json" in html and "FileNotFoundError" in html
-    assert "failed" in (tmp_path / "reports" / "bad" / "index.html").read_text()
+    assert "<b>failed</b>" in (tmp_path / "reports" / "bad" / "index.html").read_text()
 
 
 def test_shared_sample_end_to_end(tmp_path, shared_root):
