@@ -171,8 +171,9 @@ class SharedSpace(BaseEstimator):
         Each view's RBF kernel k(a, b) = exp(-gamma |a - b|²) on standardised features is
         approximated by m Nyström features (Williams & Seeger 2001), so kernel CCA with ridge
         regularisation becomes ridge CCA on those features, solved from chunked covariances as
-        ``exact``. The features are scaled to mean variance 1 (one factor per view), so
-        ``shrinkage`` means what it means for standardised linear CCA.
+        ``exact``. The features are scaled to mean variance 1 (one factor per view, which keeps
+        the spectrum's shape), so ``shrinkage`` does not depend on gamma or m; its best value
+        tends to be lower than linear CCA's, the kernel features being many and noisier.
         """
         self.maps_ = [Nystroem(V, self.kernel_landmarks, self.kernel_gamma, self.standardize, self.seed + i,
                                self.chunk_size) for i, V in enumerate((X, Y))]

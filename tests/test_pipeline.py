@@ -116,7 +116,7 @@ def test_shared_sample_end_to_end(tmp_path, shared_root):
         assert len(full) - 5 <= here.n_pairs.iloc[0] <= len(full)
     evaluate, space = ((run_dir / page).read_text() for page in ("03_evaluate.html", "space.html"))
     for kind in ("title", "instructions"):
-        assert evaluate.count(f">{kind}<") >= 2 and kind in space, kind
+        assert f">{kind}<" in evaluate and kind in space, kind
     manifest = json.loads((run_dir / "features.json").read_text())
     counts = Recipe1M(shared_root).counts()
     for split in ("train", "val", "test"):
