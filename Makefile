@@ -7,11 +7,12 @@ PARAMS ?= params/demo.yaml
 RUN    ?= $(basename $(notdir $(PARAMS)))
 ARGS   ?=
 PYTEST_ARGS ?=
+SCALE  ?= 1
 # JupyterLab's view of the project: the "cmr" kernel the notebooks ask for, and .py files opening as notebooks
 KERNELSPEC := $(VENV)/share/jupyter/kernels/cmr/kernel.json
 LABCONFIG  := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: env report share test lab clean
+.PHONY: env report share synthetic test lab clean
 
 env: $(STAMP) $(KERNELSPEC) $(LABCONFIG)
 
@@ -29,6 +30,10 @@ $(LABCONFIG): $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/python -m cmr_utils.run $(PARAMS) $(ARGS)
+
+# a Recipe1M-size synthetic corpus with given features (no photos) in cache/synthetic/; SCALE=0.1 for a tenth
+synthetic: $(STAMP)
+	$(BIN)/python -m cmr_utils.synthetic --scale $(SCALE) --cache-dir cache
 
 share: $(STAMP)
 	$(BIN)/python -m cmr_utils.share reports/$(RUN)

@@ -54,10 +54,12 @@ class Recipe1M:
     whose id is not a plain file name or whose file is missing; an entry without a usable id is
     named ``<entry N>`` (its index in the file). With ``ingredients="detected"``
     the ingredients text is Recipe1M's ``det_ingrs.json`` (the ingredient names it marks valid,
-    e.g. "penne" for "1 pound penne pasta, cooked") instead of the raw lines.
+    e.g. "penne" for "1 pound penne pasta, cooked") instead of the raw lines. ``need_files``
+    False keeps listed images without looking for their files (a synthetic corpus with given
+    features has none).
     """
 
-    def __init__(self, root: str | Path, ingredients: str = "raw"):
+    def __init__(self, root: str | Path, ingredients: str = "raw", need_files: bool = True):
         self.root = Path(root)
         if ingredients not in ("raw", "detected"):
             raise ValueError(f"ingredients must be 'raw' or 'detected', got {ingredients!r}")
@@ -98,7 +100,7 @@ class Recipe1M:
                     skipped.append(("layer2", rid, "image entry without an id"))
                 elif _unsafe(image_id):
                     skipped.append(("image", image_id, UNSAFE_ID))
-                elif self.image_path(recipe.partition, image_id).is_file():
+                elif not need_files or self.image_path(recipe.partition, image_id).is_file():
                     recipe.images.append(image_id)
                 else:
                     skipped.append(("image", image_id, "image file missing"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import multiprocessing
 import re
 import shutil
 import warnings
@@ -72,7 +73,31 @@ TEXT_MODELS = {"minilm": _minilm, "mpnet": _mpnet}  # bundled models: name -> fo
 LONG_TEXTS = "windows overlapping by half, token-weighted mean"
 
 
-class TextEncoder:
+_LOADED: dict = {}  # this process's encoders by their arguments: a Dask worker loads each one once
+
+
+class _Shipped:
+    """Pickles as its constructor's arguments; unpickled, it is this process's instance built from them.
+
+    A task that carries an encoder to a worker so costs a few bytes, and the weights are loaded
+    once per worker process, not per task.
+    """
+
+    def _keep_args(self, **args) -> None:
+        self._args = args
+
+    def __reduce__(self):
+        return _loaded, (type(self), self._args)
+
+
+def _loaded(cls, args: dict):
+    k = (cls.__name__, repr(sorted(args.items())))
+    if k not in _LOADED:
+        _LOADED[k] = cls(**args)
+    return _LOADED[k]
+
+
+class TextEncoder(_Shipped):
     """A BERT-family encoder: one hidden layer, attention-masked pooling, long texts in windows.
 
     ``name`` is a bundled model (``minilm`` 384-d, ``mpnet`` 768-d), a Hugging Face id already in
@@ -91,6 +116,8 @@ class TextEncoder:
                  max_length: int | None = None, batch_size: int = 32, device: str | None = None,
                  cache_dir: str | Path | None = None):
         from transformers import AutoModel, AutoTokenizer
+        self._keep_args(name=name, layer=layer, pooling=pooling, max_length=max_length, batch_size=batch_size,
+                        device=device, cache_dir=None if cache_dir is None else str(cache_dir))
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
         path = str(TEXT_MODELS[name](cache_dir)) if name in TEXT_MODELS else name
@@ -350,7 +377,7 @@ class Views:
         return torch.stack([self.tensor(c) for c in crops])
 
 
-class ImageEncoder:
+class ImageEncoder(_Shipped):
     """A backbone from ``IMAGE_ENCODERS`` (``resnet50`` is the paper's; the EfficientNet-Lites are
     bundled) fed its own preprocessing; an image's features are the mean over its ``views``.
 
@@ -359,6 +386,8 @@ class ImageEncoder:
 
     def __init__(self, name: str = "efficientnet-lite0", weights: str | None = None,
                  batch_size: int = 32, num_workers: int = 2, device: str | None = None, views: int = 1):
+        self._keep_args(name=name, weights=weights, batch_size=batch_size, num_workers=num_workers, device=device,
+                        views=views)
         if name not in IMAGE_ENCODERS:
             raise ValueError(f"unknown image encoder {name!r}; choose from {', '.join(IMAGE_ENCODERS)}")
         self.name, self.batch_size, self.num_workers = name, batch_size, num_workers
@@ -379,7 +408,8 @@ class ImageEncoder:
         out = np.zeros((len(paths), self.dim), dtype=np.float32)
         failed: dict[int, str] = {}
         loader = torch.utils.data.DataLoader(
-            _ImageFiles(paths, self.transform), batch_size=self.batch_size, num_workers=self.num_workers,
+            _ImageFiles(paths, self.transform), batch_size=self.batch_size,
+            num_workers=0 if multiprocessing.current_process().daemon else self.num_workers,  # a daemon has no children
             collate_fn=_collate, persistent_workers=False)
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         bar = progress_bar(total=len(paths), desc=f"images {self.name}", unit="img", disable=not progress)

@@ -22,21 +22,29 @@ import pandas as pd
 
 from .data import Recipe1M
 from .features import VERSION, cached, store
-from .io import check_finite, file_digest
+from .io import NpyRows, check_finite, file_digest
+from .progress import bar
 
 EXTENSIONS = (".npz", ".npy", ".pkl", ".pickle", ".h5", ".hdf5")
 ARRAY_NAMES = ("X", "features", "embeddings")
 
 
-def read(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """(ids, float32 vectors) from a file in any supported format; errors name the file and the problem."""
+def read(path: str | Path) -> tuple[list[str], np.ndarray | NpyRows]:
+    """(ids, vectors) from a file in any supported format; errors name the file and the problem.
+
+    A ``.npy`` file is not loaded: its rows are read when indexed (``io.NpyRows``), so a file
+    larger than memory imports block by block, each block checked for non-finite values.
+    """
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".npz":
         with np.load(path, allow_pickle=False) as z:
             ids, X = z["ids"] if "ids" in z else None, _pick(z, list(z.keys()), path)
     elif ext == ".npy":
-        X = np.load(path, allow_pickle=False)
+        try:
+            X = NpyRows(path, np.float32)
+        except ValueError:  # Fortran-ordered or not 2-D: read whole (the shape is checked below)
+            X = np.load(path, allow_pickle=False)
         side = path.with_suffix(".ids.txt")
         if not side.exists():
             raise ValueError(f"{path}: a .npy file needs its ids in {side.name}, one per line")
@@ -60,10 +68,12 @@ def read(path: str | Path) -> tuple[list[str], np.ndarray]:
     if ids is None:
         raise ValueError(f"{path}: no 'ids' array: given features need the recipe or image id of each row")
     ids = [i.decode() if isinstance(i, bytes) else str(i) for i in np.asarray(ids).ravel()]
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or len(X) != len(ids):
+    if not isinstance(X, NpyRows):
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 2:
+            check_finite(X, str(path), ids)
+    if len(X.shape) != 2 or len(X) != len(ids):
         raise ValueError(f"{path}: expected a 2-D array with one row per id, got shape {X.shape} for {len(ids)} ids")
-    check_finite(X, str(path), ids)
     dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
     if len(dup):
         raise ValueError(f"{path}: {len(dup)} ids appear more than once, e.g. {list(dup[:5])}")
@@ -87,11 +97,13 @@ def find(folder: str | Path, stem: str) -> Path:
 
 
 def import_features(ds: Recipe1M, split: str, path: str | Path, cache_dir: str | Path, fingerprint: str,
-                    modality: str, kind: str | None = None, all_images: bool = False) -> Path:
+                    modality: str, kind: str | None = None, all_images: bool = False, progress: bool = True) -> Path:
     """Store given vectors as a feature entry aligned to the loader's recipes (and images) of ``split``."""
     path = Path(path)
+    ids_file = path.with_suffix(".ids.txt")  # a .npy file's ids: reordering them changes the entry
+    digest = file_digest(path) + (file_digest(ids_file) if path.suffix.lower() == ".npy" and ids_file.exists() else "")
     meta = {"modality": modality, "split": split, "text_kind": kind, "all_images": all_images,
-            "encoder": {"name": "given", "file": path.name, "digest": file_digest(path)},
+            "encoder": {"name": "given", "file": path.name, "digest": digest},
             "data": fingerprint, "version": VERSION}
 
     def build(dest: Path) -> None:
@@ -110,6 +122,15 @@ def import_features(ds: Recipe1M, split: str, path: str | Path, cache_dir: str |
                 f"{path}: {len(missing)} of {len(wanted)} {split} {what} ids have no vector, e.g. {missing[:10]} "
                 f"({len(ids) - (len(wanted) - len(missing))} ids in the file are not in this split)")
         index = pd.DataFrame([(rid, im) for rid, im, _ in wanted], columns=["recipe_id", "image_id"])
-        store(dest, X[[row[w] for _, _, w in wanted]], index, [], meta)
+        rows = np.array([row[w] for _, _, w in wanted], dtype=np.int64)
+        store(dest, _checked_blocks(X, rows, ids, path, progress), index, [], meta, shape=(len(rows), X.shape[1]))
 
     return cached(cache_dir, meta, build)
+
+
+def _checked_blocks(X, rows: np.ndarray, ids: list[str], path: Path, progress: bool, size: int = 16384):
+    """X[rows] in float32 blocks, each checked for NaN or infinite values (naming the file and ids)."""
+    for s in bar(range(0, len(rows), size), desc=f"import {path.name}", disable=not progress or len(rows) <= size):
+        block = np.asarray(X[rows[s:s + size]], dtype=np.float32)
+        check_finite(block, str(path), [ids[i] for i in rows[s:s + size]])
+        yield block

@@ -80,6 +80,84 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
+def write_npy(path: str | Path, shape: tuple[int, int], blocks, dtype=np.float32) -> None:
+    """Write a 2-D .npy file from row blocks (in order), atomically, through plain writes.
+
+    Nothing is memory-mapped, so a file far larger than memory costs one block of resident
+    memory (a memmap's touched pages would count in the writer's RSS).
+    """
+    n = 0
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                 "fortran_order": False, "shape": tuple(shape)})
+        for block in blocks:
+            block = np.ascontiguousarray(block, dtype=dtype)
+            if block.ndim != 2 or block.shape[1] != shape[1]:
+                raise ValueError(f"{path}: a block of shape {block.shape} does not fit rows of {shape[1]}")
+            n += len(block)
+            block.tofile(f)
+        if n != shape[0]:
+            raise ValueError(f"{path}: wrote {n} rows, expected {shape[0]}")
+
+
+class NpyRows:
+    """Rows of a 2-D .npy file read on demand with plain reads, for streaming over files larger than memory.
+
+    ``rows[idx]`` (an int array or a slice) reads the contiguous span that covers ``idx`` and
+    returns those rows as a new array (of ``dtype``, default the file's). Unlike a memmap, the
+    pages read are not kept in this process's resident memory, and the object pickles as its
+    path (cheap to send to a worker).
+    """
+
+    def __init__(self, path: str | Path, dtype=None):
+        self.path = str(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, self.stored = read(f)
+            self.offset = f.tell()
+        self.dtype = np.dtype(dtype or self.stored)
+        if len(shape) != 2 or fortran:
+            raise ValueError(f"{self.path}: expected a C-ordered 2-D array, got shape {shape}")
+        self.shape = shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self):
+        return self.path, self.dtype
+
+    def __setstate__(self, state):
+        self.__init__(*state)
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:].astype(dtype or self.dtype, copy=False)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        if isinstance(idx, slice):
+            idx = np.arange(*idx.indices(len(self)))
+        idx = np.asarray(idx, np.int64).ravel()
+        if len(idx) == 0:
+            return np.zeros((0, self.shape[1]), self.dtype)
+        if idx.min() < 0 or idx.max() >= len(self):
+            raise IndexError(f"{self.path}: rows must be in [0, {len(self)}), got {idx.min()}..{idx.max()}")
+        order = np.argsort(idx, kind="stable")
+        wanted = idx[order]
+        # one read per run of nearby rows: rows asked in another order than the file's never read it all
+        cuts = np.flatnonzero(np.diff(wanted) > GAP_ROWS) + 1
+        out = np.empty((len(idx), self.shape[1]), self.dtype)
+        with open(self.path, "rb") as f:
+            for run, rows in zip(np.split(wanted, cuts), np.split(order, cuts)):
+                lo, hi = int(run[0]), int(run[-1]) + 1
+                f.seek(self.offset + lo * self.shape[1] * self.stored.itemsize)
+                span = np.fromfile(f, self.stored, (hi - lo) * self.shape[1]).reshape(hi - lo, self.shape[1])
+                out[rows] = span[run - lo]
+        return out
+
+
+GAP_ROWS = 64  # rows further apart than this are read separately, not through the span between them
+
+
 def save_json(path: str | Path, obj) -> None:
     save_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str))
 

@@ -1,11 +1,13 @@
 """The shared latent space between image and text features: linear CCA, kernel CCA and a contrastive head.
 
-``cca`` is the paper's plain CCA and ``ridge`` cca-zoo's RidgeCCA, which shrinks each view's
-covariance towards the identity and so does not overfit when pairs are few for the dimension.
-``exact`` is the project's own solver of the same ridge-CCA problem for large data: it
-accumulates covariances over row chunks in float64, so memory is O(p²) whatever the number of
-pairs and memory-mapped features are never loaded whole; ``pca`` optionally keeps only the
-leading principal directions of each view before whitening.
+``cca`` is the paper's plain CCA and ``ridge`` ridge CCA (as cca-zoo's RidgeCCA), which shrinks
+each view's covariance towards the identity and so does not overfit when pairs are few for the
+dimension; ``exact`` is ridge CCA whose ``pca`` option keeps only the leading principal
+directions of each view before whitening. All three are solved from the pairs' moments
+(``Moments``): means and covariances summed over row chunks (float32 products for float32
+features, accumulated in float64), so memory is O(p²) whatever the number of pairs, features on
+disk are never loaded whole, and the sums can be spread over a Dask cluster. They give
+cca-zoo's solutions (tested) at a fraction of its cost.
 ``kernel`` is kernel CCA made to scale: the same ridge solver on Nyström RBF features of each view.
 ``contrastive`` is a two-tower linear head trained with the symmetric InfoNCE loss from the
 ridge-CCA solution. Every model maps a view linearly, after a fixed feature map for ``kernel``.
@@ -14,17 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from . import cluster
 from .io import atomic_file, key, locked
 
-VERSION = 4  # bump when fitted models change meaning (3: one sign convention; 4: feature maps, contrastive)
+VERSION = 6  # bump when fitted models change meaning (3: one sign convention; 4: feature maps, contrastive;
+# 5: cca and ridge solved from moments, nested models stored whole; 6: moments know their precision)
 MODELS = ("cca", "ridge", "exact", "kernel", "contrastive")
+LINEAR = ("cca", "ridge", "exact")  # solved from the pairs' moments alone (``fit_moments``)
 # what each model reads beyond model, n_components, shrinkage and standardize: its own config, in the cache key
 OWN_PARAMS = {"exact": ("pca",), "kernel": ("kernel_landmarks", "kernel_gamma", "seed"), "contrastive": ("seed",)}
 NESTED = ("cca", "ridge", "exact", "kernel")  # their first k components do not depend on n_components
@@ -39,12 +44,12 @@ class SharedSpace(BaseEstimator):
     Whatever the solver, the fitted space is ``maps_``, ``means_`` and ``weights_`` per view:
     latent = (map(V) - means_[i]) @ weights_[i], with map the identity (``maps_[i]`` None; then the
     weights are in the units of the input features, standardisation folded in) or, for ``kernel``,
-    the view's Nyström map. ``n_components`` is capped by the rank the data allows;
-    ``n_components_`` says what was used. ``corrs_`` are the correlations of the latent components
+    the view's Nyström map. ``n_components`` is capped by the rank the data allows (None: all
+    it allows); ``n_components_`` says what was used. ``corrs_`` are the correlations of the latent components
     on the training pairs (used by the weighted score).
     """
 
-    def __init__(self, model: str = "ridge", n_components: int = 50, shrinkage: float = 0.5,
+    def __init__(self, model: str = "ridge", n_components: int | None = 50, shrinkage: float = 0.5,
                  standardize: bool = True, pca: int | None = None, chunk_size: int = 8192,
                  kernel_landmarks: int = 1000, kernel_gamma: float | None = None, seed: int = 0):
         self.model = model
@@ -61,24 +66,30 @@ class SharedSpace(BaseEstimator):
         self._validate()
         if len(X) != len(Y):
             raise ValueError(f"X and Y must have the same rows, got {len(X)} and {len(Y)}")
+        if self.model in LINEAR:
+            return self.fit_moments(Moments.of(X, Y, self.chunk_size))
         self.maps_ = [None, None]
-        if self.model == "exact":
-            self._solve(Moments.of(X, Y, self.chunk_size), "feature" if self.standardize else "none")
-        elif self.model == "kernel":
+        if self.model == "kernel":
             self._fit_kernel(X, Y)
         else:
             X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
             self._check_finite({"image features": X, "text features": Y})
-            (self._fit_cca_zoo if self.model in ("cca", "ridge") else self._fit_contrastive)(X, Y)
+            self._fit_contrastive(X, Y)
         return self._finish()
 
     def fit_moments(self, moments: "Moments") -> "SharedSpace":
-        """Fit ``exact`` from the pairs' moments alone, e.g. all pairs' minus a cross-validation fold's."""
+        """Fit a ``LINEAR`` model from the pairs' moments alone: all that linear CCA needs.
+
+        The moments of a training set are computed once (``Moments.of``, on a cluster or
+        cached) and every shrinkage and latent dim of a sweep is solved from them; or they are
+        all pairs' minus a cross-validation fold's.
+        """
         self._validate()
-        if self.model != "exact":
-            raise ValueError(f"fit_moments needs model='exact', got {self.model!r}")
+        if self.model not in LINEAR:
+            raise ValueError(f"fit_moments needs a linear model {LINEAR}, got {self.model!r}")
+        self._check_finite({"image features": moments.mx, "text features": moments.my})
         self.maps_ = [None, None]
-        self._solve(moments, "feature" if self.standardize else "none")
+        self._solve(moments, "feature" if self.standardize else "none", 0.0 if self.model == "cca" else self.shrinkage)
         return self._finish()
 
     def head(self, k: int) -> "SharedSpace":
@@ -136,29 +147,19 @@ class SharedSpace(BaseEstimator):
         sign[sign == 0] = 1.0
         self.weights_ = [w * sign for w in self.weights_]
 
-    def _fit_cca_zoo(self, X: np.ndarray, Y: np.ndarray) -> None:
-        from cca_zoo.linear import CCA, RidgeCCA
-        k = int(min(self.n_components, X.shape[1], Y.shape[1], len(X) - 1))
-        scale = [_scaler(V, self.standardize, self.chunk_size) for V in (X, Y)]
-        views = [(V - m) / s for V, (m, s) in zip((X, Y), scale)]
-        est = (CCA(n_components=k) if self.model == "cca"
-               else RidgeCCA(n_components=k, shrinkage=[self.shrinkage, self.shrinkage])).fit(views)
-        self.means_ = [m + s * mu for (m, s), mu in zip(scale, est.means_)]
-        self.weights_ = [w / s[:, None] for w, (_, s) in zip(est.weights_, scale)]
-        A, B = est.transform(views)
-        self.corrs_ = np.array([np.corrcoef(A[:, i], B[:, i])[0, 1] for i in range(A.shape[1])])
-
-    def _solve(self, m: "Moments", scale: str) -> None:
+    def _solve(self, m: "Moments", scale: str, shrinkage: float) -> None:
         """Ridge CCA from covariances: whiten each view by ((1-c) C + c I)^(-1/2), then SVD of the whitened Cxy.
 
         ``scale`` puts the views on a common footing first: 'feature' (unit variance per feature),
-        'total' (one factor: mean variance 1, which keeps the spectrum's shape) or 'none'.
+        'total' (one factor: mean variance 1, which keeps the spectrum's shape) or 'none'. Each
+        view's eigendecomposition does not depend on the shrinkage and is kept on ``m``, so a
+        sweep costs one per view and then one SVD per shrinkage; every latent dim is a prefix.
         """
-        dx, dy = _scales(m.Cxx, scale), _scales(m.Cyy, scale)
-        Cxx, Cyy, Cxy = m.Cxx / np.outer(dx, dx), m.Cyy / np.outer(dy, dy), m.Cxy / np.outer(dx, dy)
-        Wx, Wy = _whitener(Cxx, self.shrinkage, self.pca), _whitener(Cyy, self.shrinkage, self.pca)
+        (Cxx, dx, ex), (Cyy, dy, ey) = m.scaled("x", scale), m.scaled("y", scale)
+        Cxy = m.Cxy / np.outer(dx, dy)
+        Wx, Wy = _whitener(ex, shrinkage, self.pca, m.eps), _whitener(ey, shrinkage, self.pca, m.eps)
         U, _, Vt = np.linalg.svd(Wx.T @ Cxy @ Wy, full_matrices=False)
-        k = int(min(self.n_components, U.shape[1], m.n - 1))
+        k = int(min(self.n_components or U.shape[1], U.shape[1], m.n - 1))
         wx, wy = Wx @ U[:, :k], Wy @ Vt[:k].T
         cov = np.einsum("ik,ik->k", wx, Cxy @ wy)
         self.corrs_ = cov / np.sqrt(np.einsum("ij,ij->j", wx, Cxx @ wx) * np.einsum("ij,ij->j", wy, Cyy @ wy))
@@ -177,7 +178,8 @@ class SharedSpace(BaseEstimator):
         """
         self.maps_ = [Nystroem(V, self.kernel_landmarks, self.kernel_gamma, self.standardize, self.seed + i,
                                self.chunk_size) for i, V in enumerate((X, Y))]
-        self._solve(Moments.of(_Mapped(X, self.maps_[0]), _Mapped(Y, self.maps_[1]), self.chunk_size), "total")
+        self._solve(Moments.of(_Mapped(X, self.maps_[0]), _Mapped(Y, self.maps_[1]), self.chunk_size), "total",
+                    self.shrinkage)
 
     def _fit_contrastive(self, X: np.ndarray, Y: np.ndarray) -> None:
         """Two linear towers trained with the symmetric InfoNCE loss (CLIP, Radford et al. 2021).
@@ -262,10 +264,25 @@ class Moments:
     Cxx: np.ndarray
     Cyy: np.ndarray
     Cxy: np.ndarray
+    eps: float = float(np.finfo(np.float64).eps)  # the precision the products were summed in
+    _eig: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def of(cls, X, Y, chunk_size: int = 8192) -> "Moments":
-        return cls(len(X), *covariances(X, Y, chunk_size))
+    def of(cls, X, Y, chunk_size: int = 8192, client=None, progress: bool = False) -> "Moments":
+        """The moments of row-aligned X and Y (see ``covariances``)."""
+        *stats, dtype = covariances(X, Y, chunk_size, client, progress)
+        return cls(len(X), *stats, eps=float(np.finfo(dtype).eps))
+
+    def __add__(self, b: "Moments") -> "Moments":
+        """The moments of both sets of rows together."""
+        n = self.n + b.n
+        mx, my = (self.n * self.mx + b.n * b.mx) / n, (self.n * self.my + b.n * b.my) / n
+        dx, dy, f = self.mx - b.mx, self.my - b.my, self.n * b.n / n
+
+        def union(C, Cb, u, v):
+            return ((self.n - 1) * C + (b.n - 1) * Cb + f * np.outer(u, v)) / (n - 1)
+        return Moments(n, mx, my, union(self.Cxx, b.Cxx, dx, dx), union(self.Cyy, b.Cyy, dy, dy),
+                       union(self.Cxy, b.Cxy, dx, dy), max(self.eps, b.eps))
 
     def __sub__(self, b: "Moments") -> "Moments":
         n = self.n - b.n
@@ -275,35 +292,83 @@ class Moments:
         def rest(C, Cb, u, v):
             return ((self.n - 1) * C - (b.n - 1) * Cb - f * np.outer(u, v)) / (n - 1)
         return Moments(n, mx, my, rest(self.Cxx, b.Cxx, dx, dx), rest(self.Cyy, b.Cyy, dy, dy),
-                       rest(self.Cxy, b.Cxy, dx, dy))
+                       rest(self.Cxy, b.Cxy, dx, dy), max(self.eps, b.eps))
+
+    def scaled(self, view: str, scale: str) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """(covariance of ``view`` 'x' or 'y' divided by its scales, the scales, its eigendecomposition), memoised."""
+        if (view, scale) not in self._eig:
+            C = self.Cxx if view == "x" else self.Cyy
+            d = _scales(C, scale)
+            Cs = C / np.outer(d, d)
+            self._eig[view, scale] = Cs, d, np.linalg.eigh(Cs)
+        return self._eig[view, scale]
+
+    def save(self, path: str | Path) -> None:
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, n=self.n, mx=self.mx, my=self.my, Cxx=self.Cxx, Cyy=self.Cyy, Cxy=self.Cxy, eps=self.eps)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Moments":
+        with np.load(path) as z:
+            return cls(int(z["n"]), *(z[k] for k in ("mx", "my", "Cxx", "Cyy", "Cxy")), eps=float(z["eps"]))
 
 
-def covariances(X, Y, chunk_size: int = 8192):
-    """Means and (n-1)-normalised covariances of X, Y and their cross-covariance, in float64.
+def covariances(X, Y, chunk_size: int = 8192, client=None, progress: bool = False):
+    """Means and (n-1)-normalised covariances of X, Y and their cross-covariance, in float64, and the dtype
+    of the products (whose precision bounds the covariance spectrum the solver trusts).
 
-    Rows are read ``chunk_size`` at a time (so memory-mapped arrays stay on disk) and centred on
-    the first chunk's mean before accumulating, which keeps the sums well conditioned.
+    A chunked map-reduce: tasks of ``TASK_CHUNKS`` chunks each sum their rows' products and the
+    sums are added in task order, so the result does not depend on where tasks ran; with a Dask
+    ``client`` (X and Y ``features.Rows`` views) they run on its workers. Rows are read
+    ``chunk_size`` at a time (features on disk are never loaded whole) and centred on the first
+    chunk's mean, which keeps the sums well conditioned; float32 features are multiplied in
+    float32 (the BLAS's fastest) and accumulated across chunks in float64.
     """
-    n, p, q = len(X), X.shape[1], Y.shape[1]
+    from .features import Rows
+    n = len(X)
     if n < 2:
         raise ValueError("need at least two pairs")
     shift_x = np.asarray(X[:chunk_size], np.float64).mean(0)
     shift_y = np.asarray(Y[:chunk_size], np.float64).mean(0)
-    sx, sy = np.zeros(p), np.zeros(q)
-    Sxx, Syy, Sxy = np.zeros((p, p)), np.zeros((q, q)), np.zeros((p, q))
-    for s in range(0, n, chunk_size):
-        a = np.asarray(X[s:s + chunk_size], np.float64) - shift_x
-        b = np.asarray(Y[s:s + chunk_size], np.float64) - shift_y
-        sx += a.sum(0)
-        sy += b.sum(0)
-        Sxx += a.T @ a
-        Syy += b.T @ b
-        Sxy += a.T @ b
+    single = all(np.dtype(getattr(V, "dtype", np.float64)) == np.float32 for V in (X, Y))
+    dtype = np.float32 if single else np.float64
+    step = chunk_size * TASK_CHUNKS
+    spans = [(s, min(s + step, n)) for s in range(0, n, step)]
+    if client is not None and isinstance(X, Rows) and isinstance(Y, Rows):
+        tasks = [(X.take(slice(a, b)), Y.take(slice(a, b)), 0, b - a, shift_x, shift_y, dtype, chunk_size)
+                 for a, b in spans]
+    else:
+        client = None
+        tasks = [(X, Y, a, b, shift_x, shift_y, dtype, chunk_size) for a, b in spans]
+    sums = cluster.run(_sums, tasks, client, f"moments of {n:,} pairs", [b - a for a, b in spans], progress,
+                       combine=lambda t, r: [u + v for u, v in zip(t, r)])
+    sx, sy, Sxx, Syy, Sxy = sums
     ax, ay = sx / n, sy / n
     Cxx = (Sxx - n * np.outer(ax, ax)) / (n - 1)
     Cyy = (Syy - n * np.outer(ay, ay)) / (n - 1)
     Cxy = (Sxy - n * np.outer(ax, ay)) / (n - 1)
-    return shift_x + ax, shift_y + ay, Cxx, Cyy, Cxy
+    return shift_x + ax, shift_y + ay, Cxx, Cyy, Cxy, dtype
+
+
+TASK_CHUNKS = 8  # chunks per map-reduce task: few enough partial sums, enough tasks to spread
+
+
+def _sums(X, Y, lo: int, hi: int, shift_x, shift_y, dtype, chunk_size: int) -> list[np.ndarray]:
+    """Sums of rows lo..hi of (X - shift_x) and (Y - shift_y) and of their products, products in ``dtype``."""
+    p, q = X.shape[1], Y.shape[1]
+    sx, sy = np.zeros(p), np.zeros(q)
+    Sxx, Syy, Sxy = np.zeros((p, p)), np.zeros((q, q)), np.zeros((p, q))
+    sx_, sy_ = shift_x.astype(dtype), shift_y.astype(dtype)
+    for s in range(lo, hi, chunk_size):
+        e = min(s + chunk_size, hi)
+        a = np.asarray(X[s:e], dtype) - sx_
+        b = np.asarray(Y[s:e], dtype) - sy_
+        sx += a.sum(0, dtype=np.float64)
+        sy += b.sum(0, dtype=np.float64)
+        Sxx += a.T @ a
+        Syy += b.T @ b
+        Sxy += a.T @ b
+    return [sx, sy, Sxx, Syy, Sxy]
 
 
 class Nystroem:
@@ -348,11 +413,12 @@ def _sqdist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.maximum((A * A).sum(1)[:, None] + (B * B).sum(1)[None] - 2 * A @ B.T, 0.0)
 
 
-def _whitener(C: np.ndarray, shrinkage: float, pca: int | None) -> np.ndarray:
-    """W with W.T ((1-c) C + c I) W = I on C's numerical range (as cca-zoo), optionally top ``pca`` directions."""
-    lam, V = np.linalg.eigh(C)
+def _whitener(eig: tuple[np.ndarray, np.ndarray], shrinkage: float, pca: int | None, eps: float) -> np.ndarray:
+    """W with W.T ((1-c) C + c I) W = I on C's numerical range (as cca-zoo), optionally top ``pca`` directions;
+    ``eig`` is C's eigendecomposition."""
+    lam, V = eig
     p = len(lam)
-    rank = int(np.count_nonzero(lam > lam.max() * p * np.finfo(lam.dtype).eps))
+    rank = int(np.count_nonzero(lam > lam.max() * p * eps))  # below that, rounding of the sums, not data
     keep = rank if pca is None else min(rank, pca)
     lam, V = lam[p - keep:], V[:, p - keep:]
     return V / np.sqrt((1.0 - shrinkage) * lam + shrinkage)
@@ -391,16 +457,44 @@ def _torch_threads(torch, n: int):
         torch.set_num_threads(before)
 
 
-def fit_cached(cache_dir: str | Path, X_key, Y_key, X, Y, **params) -> tuple[SharedSpace, Path]:
+def fit_cached(cache_dir: str | Path, X_key, Y_key, X, Y, moments=None, **params) -> tuple[SharedSpace, Path]:
     """Fit (or reload) a SharedSpace keyed by the feature entries it was trained on and its parameters.
 
-    ``X_key``/``Y_key`` name the entries (a list when the pairs span several). A fitted model is
-    loaded without a lock, so a cache shared read-only serves it.
+    ``X_key``/``Y_key`` name the entries (a list when the pairs span several). A ``LINEAR`` model
+    is solved from ``moments()`` (a callable, called only if the fit is not cached) when given.
+    A ``NESTED`` model is fitted once with every component it has (``n_components`` None) and
+    returned cut to ``params['n_components']``: one fit serves a whole sweep of latent dims.
+    A fitted model is loaded without a lock, so a cache shared read-only serves it.
     """
+    k = params.get("n_components")
+    if params["model"] in NESTED:
+        params = {**params, "n_components": None}
     path = Path(cache_dir) / "models" / f"{key(X_key, Y_key, params, VERSION)}.joblib"
     if not path.exists():
         with locked(path):
             if not path.exists():
+                est = SharedSpace(**params)
+                est = est.fit_moments(moments()) if moments is not None and est.model in LINEAR else est.fit(X, Y)
                 with atomic_file(path) as tmp:
-                    joblib.dump(SharedSpace(**params).fit(X, Y), tmp)
-    return joblib.load(path), path
+                    joblib.dump(est, tmp)
+    return load(path, k), path
+
+
+def load(path: str | Path, n_components: int | None = None) -> SharedSpace:
+    """A cached model, cut to its first ``n_components`` if it is ``NESTED``."""
+    est = joblib.load(path)
+    return est.head(n_components) if n_components is not None and est.model in NESTED else est
+
+
+def moments_cached(cache_dir: str | Path, X_key, Y_key, X, Y, client=None, progress: bool = True) -> Moments:
+    """The pairs' moments (``Moments.of``, on the cluster with ``client``), cached by the entries that hold them.
+
+    Standardisation and shrinkage are applied by the solver, so one entry serves every linear
+    model of a sweep.
+    """
+    path = Path(cache_dir) / "moments" / f"{key(X_key, Y_key, VERSION)}.npz"
+    if not path.exists():
+        with locked(path):
+            if not path.exists():
+                Moments.of(X, Y, client=client, progress=progress).save(path)
+    return Moments.load(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from pathlib import Path
 
 import yaml
@@ -61,6 +62,10 @@ RULES = {
     "text_pooling": _one_of("mean", "cls"),
     "ingredients": _one_of("raw", "detected"),
     "text_encoder": _text("a model name or folder"),
+    "cluster": (lambda v: isinstance(v, str) and bool(re.fullmatch(r"local:[1-9]\d*|tcp://.+|tls://.+", v)),
+                "'local:N' (N ≥ 1 worker processes) or a scheduler address 'tcp://host:port'"),
+    "synthetic_scale": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+                        "a number > 0 (1: Recipe1M's size)"),
     **dict.fromkeys(PATH_KEYS, _text("a path")),
 }
 

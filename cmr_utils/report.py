@@ -21,22 +21,25 @@ from . import results as R
 from . import tables as T
 from .io import save_csv, save_text
 
-PACKAGES = ("torch", "torchvision", "transformers", "cca-zoo", "scikit-learn", "numpy", "pandas", "papermill",
+PACKAGES = ("torch", "torchvision", "transformers", "dask", "scikit-learn", "numpy", "pandas", "papermill",
             "itables", "jinja2")
 CONFIG_LABELS = {"point": "grid point", "text_kind": "text kind", "features": "features",
                  "image_encoder": "image encoder", "text_encoder": "text encoder", "model": "model",
                  "shrinkage": "shrinkage", "latent_dim": "latent dim", "score": "score"}
 
 
-def write_index(run_dir: Path, steps: list[dict], params: dict) -> Path:
-    """Write ``run_dir/index.html`` from the step log, the parameters and ``results.csv`` if present."""
+def write_index(run_dir: Path, steps: list[dict], params: dict, ran_on: dict | None = None) -> Path:
+    """Write ``run_dir/index.html`` from the step log, the parameters and ``results.csv`` if present.
+
+    ``ran_on`` is the runner's Dask cluster (``cluster.describe``), shown with its dashboard link.
+    """
     run_dir = Path(run_dir)
-    results = R.load(run_dir) if (run_dir / "results.csv").exists() else None
+    results = R.load(run_dir) if (run_dir / "results.csv").exists() and steps else None
     return _write(run_dir, f"cmr run: {run_dir.name}", results, steps=steps, params=params,
-                  space=(run_dir / "space.html").exists(), provenance=_provenance(run_dir))
+                  space=(run_dir / "space.html").exists(), provenance=_provenance(run_dir), ran_on=ran_on or {})
 
 
-def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict]) -> Path:
+def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict], ran_on: dict | None = None) -> Path:
     """Index of a grid run: the best point's choice as headline, a status row per point, and all
     points' results combined (also written to ``run_dir/results.csv``)."""
     run_dir = Path(run_dir)
@@ -47,8 +50,9 @@ def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict])
         save_csv(run_dir / "results.csv", results)
     head = T.chosen_config(results).point if results is not None else points[0]["point"]
     rows = [_point_row(p, results) for p in points]
-    return _write(run_dir, f"cmr grid: {run_dir.name}", results, points=rows, head=head,
-                  params=params.get(head, {}), provenance=_provenance(run_dir / head))
+    shown = {**params.get(head, {}), **({"cluster": ran_on["asked"]} if ran_on else {})}
+    return _write(run_dir, f"cmr grid: {run_dir.name}", results, points=rows, head=head, params=shown,
+                  provenance=_provenance(run_dir / head), ran_on=ran_on or {})
 
 
 def _write(run_dir: Path, title: str, results: pd.DataFrame | None, **context) -> Path:
@@ -58,7 +62,7 @@ def _write(run_dir: Path, title: str, results: pd.DataFrame | None, **context) -
     page = T.render("index.html.j2", title=title, results_rows=None if results is None else len(results),
                     chosen_by=chosen_by,
                     itables_init=generate_init_offline_itables_html(itables.options.dt_bundle),
-                    **{"steps": None, "points": None, "space": False, **context})
+                    **{"steps": None, "points": None, "space": False, "ran_on": {}, **context})
     save_text(run_dir / "index.html", page)
     return run_dir / "index.html"
 

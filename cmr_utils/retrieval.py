@@ -7,11 +7,15 @@ infinite score counts against the query too: it can never make a hit.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 SCORES = ("correlation", "cosine", "weighted")
-DIRECTIONS = {"im2recipe": (0, 1), "recipe2im": (1, 0)}
+DIRECTIONS = ("im2recipe", "recipe2im")
 KS = (1, 5, 10)
 
 
@@ -36,18 +40,62 @@ def normalize(Z: np.ndarray, score: str, corrs: np.ndarray | None = None, power:
     return Z / np.where(norms > 0, norms, 1.0)
 
 
-def ranks(Q: np.ndarray, G: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """1-based rank of G[i] among all rows of G for query Q[i] (dot-product similarity), chunked by query."""
-    n = len(Q)
-    if len(G) != n:
-        raise ValueError(f"queries and gallery must be aligned, got {len(Q)} and {len(G)}")
-    out = np.empty(n, dtype=np.int64)
-    for s in range(0, n, chunk):
-        S = Q[s:s + chunk] @ G.T
-        S[~np.isfinite(S)] = np.inf  # a non-finite candidate beats the truth ...
-        true = S[np.arange(len(S)), np.arange(s, s + len(S))]
-        out[s:s + chunk] = np.where(np.isinf(true), n, (S >= true[:, None]).sum(1))  # ... and a non-finite truth ranks last
-    return out
+def ranks(A: np.ndarray, B: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """1-based ranks both ways from one similarity matrix S = A Bᵀ: (rank of B[i] among B's rows for the
+    query A[i], rank of A[j] among A's rows for the query B[j]).
+
+    S is computed once, in float32 and in row chunks spread over this process's cores (both
+    directions read the same chunk: rows for A's queries, columns for B's). The truths
+    d[i] = A[i]·B[i] are computed apart and written into S's diagonal; a candidate within
+    float32 rounding of the truth (``TIE`` ulps per √k, scaled by the vectors' norms) counts as a
+    tie, so an identical vector (a duplicate photo or title) ties whatever the rounding, and ties
+    count against the query.
+    """
+    n = len(A)
+    if len(B) != n:
+        raise ValueError(f"queries and gallery must be aligned, got {len(A)} and {len(B)}")
+    A, B = np.asarray(A, np.float32), np.asarray(B, np.float32)
+    d = np.einsum("ij,ij->i", A, B)
+    finite = np.isfinite(A).all() and np.isfinite(B).all()
+    eps = TIE * np.finfo(np.float32).eps * np.sqrt(max(A.shape[1], 1))
+    na, nb = np.linalg.norm(A, axis=1), np.linalg.norm(B, axis=1)
+    top_a, top_b = (v[np.isfinite(v)].max(initial=0.0) for v in (na, nb))
+    with np.errstate(invalid="ignore"):  # a non-finite truth's floor is NaN: it ranks last below
+        row_floor = d - eps * na * top_b  # a query's truth, less what rounding can move it
+        col_floor = d - eps * nb * top_a
+
+    def part(s: int):
+        S = A[s:s + chunk] @ B.T
+        if not finite:
+            S[~np.isfinite(S)] = np.inf  # a non-finite candidate beats the truth ...
+        rows = np.arange(len(S))
+        S[rows, s + rows] = d[s:s + len(S)]
+        return (np.count_nonzero(S >= row_floor[s:s + len(S), None], axis=1),
+                np.count_nonzero(S >= col_floor[None, :], axis=0))
+
+    a2b, b2a = np.empty(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    starts = range(0, n, chunk)
+    threads = _cores()
+    if threads > 1:  # numpy's comparisons use one core: a chunk per core, each GEMM on one BLAS thread
+        with threadpool_limits(1), ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(part, starts))
+    else:
+        parts = [part(s) for s in starts]
+    for s, (a, b) in zip(starts, parts):
+        a2b[s:s + len(a)] = a
+        b2a += b
+    bad = ~np.isfinite(d)  # ... and a non-finite truth ranks last
+    a2b[bad], b2a[bad] = n, n
+    return a2b, b2a
+
+
+TIE = 4  # float32 ulps per √(latent dim) within which a score ties with the truth
+
+
+def _cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by OMP_NUM_THREADS (a Dask worker's share)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(n, int(os.environ.get("OMP_NUM_THREADS") or n)))
 
 
 def metrics(r: np.ndarray) -> dict:
@@ -68,9 +116,10 @@ def evaluate(Z_img: np.ndarray, Z_txt: np.ndarray, score: str, bag_size: int, n_
         bags = [np.arange(n)]
     else:
         bags = [rng.choice(n, bag_size, replace=False) for _ in range(n_bags)]
+    both = [ranks(views[0][b], views[1][b]) for b in bags]  # (im2recipe, recipe2im) per bag
     rows = []
-    for direction, (q, g) in DIRECTIONS.items():
-        per_bag = pd.DataFrame([metrics(ranks(views[q][b], views[g][b])) for b in bags])
+    for i, direction in enumerate(DIRECTIONS):
+        per_bag = pd.DataFrame([metrics(r[i]) for r in both])
         row = {"direction": direction, "bag_size": len(bags[0]), "n_bags": len(bags)}
         for col in per_bag:
             row[col] = per_bag[col].mean()

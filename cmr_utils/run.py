@@ -33,6 +33,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from . import kernel, render, stamps
+from .cluster import connect, describe
 from . import params as P
 from .grid import expand
 from .io import save_text
@@ -53,16 +54,16 @@ def run(params_file: str | Path, overrides: list[str] = (), name: str | None = N
     """
     points = expand(P.load(params_file, overrides), str(params_file))
     run_dir = (Path(reports_dir) / (name or Path(params_file).stem)).resolve()
-    with _claim(run_dir):
-        _run(points, run_dir, show_code, jobs)
+    with _claim(run_dir), _cluster(points) as (points, ran_on):
+        _run(points, run_dir, show_code, jobs, ran_on)
         if share:
             print(f"[cmr] shared: {pack(run_dir)}", flush=True)
     return run_dir
 
 
-def _run(points: list[tuple[str, dict]], run_dir: Path, show_code: bool, jobs: int) -> None:
+def _run(points: list[tuple[str, dict]], run_dir: Path, show_code: bool, jobs: int, ran_on: dict) -> None:
     if len(points) == 1 and not points[0][0]:
-        steps, error = run_point(points[0][1], run_dir, show_code)
+        steps, error = run_point(points[0][1], run_dir, show_code, ran_on=ran_on)
         print(f"[cmr] report: {run_dir / 'index.html'}", flush=True)
         if error is not None:
             raise RuntimeError(f"{error} (see {run_dir / (steps[-1]['notebook'] + '.html')})")
@@ -71,7 +72,8 @@ def _run(points: list[tuple[str, dict]], run_dir: Path, show_code: bool, jobs: i
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_limit_threads, initargs=(threads,)) as pool:
-        futures = {pool.submit(run_point, params, run_dir / label, show_code, True): label for label, params in points}
+        futures = {pool.submit(run_point, params, run_dir / label, show_code, True, ran_on): label
+                   for label, params in points}
         for i, future in enumerate(as_completed(futures), 1):
             steps, error = future.result()
             done.append({"point": futures[future], "steps": steps, "error": error})
@@ -79,11 +81,26 @@ def _run(points: list[tuple[str, dict]], run_dir: Path, show_code: bool, jobs: i
                   f"({sum(s['seconds'] for s in steps):.0f} s)", flush=True)
     order = {label: i for i, (label, _) in enumerate(points)}
     done.sort(key=lambda d: order[d["point"]])
-    write_grid_index(run_dir, done, dict(points))
+    write_grid_index(run_dir, done, dict(points), ran_on)
     print(f"[cmr] report: {run_dir / 'index.html'}", flush=True)
     failed = [d["point"] for d in done if d["error"] is not None]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(points)} grid points failed: {', '.join(failed)}")
+
+
+@contextlib.contextmanager
+def _cluster(points: list[tuple[str, dict]]):
+    """Start the run's ``cluster: local:N`` once, here, for every notebook and grid point (they join its
+    scheduler), or check that a ``tcp://`` scheduler answers; yield (points, what the index says about it)."""
+    wanted = {p.get("cluster") for _, p in points}
+    asked = next(iter(wanted)) if len(wanted) == 1 else None
+    if not asked:
+        yield points, {}
+        return
+    with connect(asked) as client:
+        ran_on = {"asked": asked, **describe(client)}
+        print(f"[cmr] Dask cluster {asked}: {ran_on['workers']} workers, dashboard {ran_on['dashboard']}", flush=True)
+        yield [(label, {**p, "cluster": client.scheduler.address}) for label, p in points], ran_on
 
 
 @contextlib.contextmanager
@@ -124,8 +141,13 @@ def expand_path(value: str) -> str:
     return os.path.expandvars(value)
 
 
-def run_point(params: dict, run_dir: Path, show_code: bool = False, quiet: bool = False):
-    """Run the four notebooks for one set of parameters into ``run_dir``; return (steps, error or None)."""
+def run_point(params: dict, run_dir: Path, show_code: bool = False, quiet: bool = False, ran_on: dict | None = None):
+    """Run the four notebooks for one set of parameters into ``run_dir``; return (steps, error or None).
+
+    ``ran_on`` describes the runner's Dask cluster for the index, written before the first notebook
+    too so that its dashboard link is there while the run lasts. Where the work runs does not
+    change its results, so ``cluster`` is left out of the up-to-date stamps.
+    """
     notebooks = declared()
     params = dict(params)
     for k in P.PATH_KEYS:
@@ -134,13 +156,15 @@ def run_point(params: dict, run_dir: Path, show_code: bool = False, quiet: bool 
     run_dir.mkdir(parents=True, exist_ok=True)
     params["run_dir"] = str(run_dir)
     params["cache_dir"] = params.get("cache_dir") or str(ROOT / "cache")
-    save_text(run_dir / "params.yaml", yaml.safe_dump(params, sort_keys=True))
+    shown = {**params, "cluster": ran_on["asked"]} if ran_on else params  # the value asked, not this run's address
+    save_text(run_dir / "params.yaml", yaml.safe_dump(shown, sort_keys=True))
     kernel.install(run_dir)
     steps, error, stamp = [], None, stamps.inputs_key(params)
+    write_index(run_dir, steps, shown, ran_on)
     for nb in NOTEBOOKS:
         t0 = time.time()
         nb_params = {k: v for k, v in params.items() if k in notebooks[nb]}
-        stamp = stamps.notebook_key(stamp, nb, nb_params, show_code)
+        stamp = stamps.notebook_key(stamp, nb, {k: v for k, v in nb_params.items() if k != "cluster"}, show_code)
         if stamps.up_to_date(run_dir, nb, stamp):
             state = "up to date"
         else:
@@ -155,7 +179,7 @@ def run_point(params: dict, run_dir: Path, show_code: bool = False, quiet: bool 
             print(f"[cmr] {nb}: {state} in {steps[-1]['seconds']:.1f} s", flush=True)
         if error is not None:
             break
-    write_index(run_dir, steps, params)
+    write_index(run_dir, steps, shown, ran_on)
     return steps, error
 
 

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from . import stages
-from .data import Recipe1M
 from .encoders import ImageEncoder
 from .io import atomic_file, key
 from .results import CONFIG_COLUMNS, best_per_kind
@@ -136,7 +135,7 @@ def load(run_dir, kind: str | None = None) -> Gallery:
         return Gallery(run_dir, **{k: v for k, v in cached.items() if k != "key"})
     space, (X, Y, index) = stages.space(run_dir, config)
     photos, recipes = space.transform(X, Y)
-    ds = Recipe1M(manifest["data"]["root"])
+    ds = stages.dataset(manifest)
     recipe = [ds.recipes[r] for r in index.recipe_id]
     index = index.assign(title=[r.title for r in recipe],
                          path=[str(ds.image_path(r.partition, i)) for r, i in zip(recipe, index.image_id)])

@@ -91,8 +91,11 @@ def write(run_dir, layout=None, seed: int = 0, thumb_px: int = 96, max_photos: i
 
 
 def _thumbnail(path: str, px: int) -> str:
-    """A photo as a small JPEG data URI."""
-    im = load_image(path)
+    """A photo as a small JPEG data URI ('' when it cannot be read: given features need no photo files)."""
+    try:
+        im = load_image(path)
+    except ValueError:
+        return ""
     im.thumbnail((px, px))
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=70)

@@ -5,19 +5,22 @@ models), evaluate -> ``results.csv`` (one row per configuration, split, protocol
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from . import demo, given
+from . import demo, given, synthetic
+from .cluster import connect, describe
 from .data import SPLITS, TEXT_KINDS, Recipe1M
 from .encoders import ImageEncoder, TextEncoder
-from .features import ExtractionIncomplete, Features, concat, image_features, paired, text_features
+from .features import Features, concat, image_features, paired, text_features
 from .io import key, save_csv, save_json
-from .models import NESTED, OWN_PARAMS, Moments, SharedSpace, fit_cached
+from .models import LINEAR, NESTED, OWN_PARAMS, Moments, SharedSpace, fit_cached, moments_cached
+from .models import load as load_model
+from .cluster import run as cluster_run
 from .results import CONFIG_COLUMNS, chosen
 from .results import load as load_results
 from .retrieval import evaluate as evaluate_bags
@@ -26,74 +29,74 @@ from .retrieval import protocols
 CONCAT_PARTS = ("title", "ingredients", "instructions")
 
 
-def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, text_encoder="minilm",
-            image_encoder="efficientnet-lite0", image_weights=None, text_kinds=("title",),
-            batch_size=32, num_workers=2, device=None, text_layer=None, text_pooling="mean",
-            given_dir=None, shard=0, num_shards=1, ingredients="raw", image_views=1, progress=True) -> dict:
+def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, synthetic_scale=None,
+            text_encoder="minilm", image_encoder="efficientnet-lite0", image_weights=None, text_kinds=("title",),
+            batch_size=32, num_workers=2, device=None, text_layer=None, text_pooling="mean", given_dir=None,
+            ingredients="raw", image_views=1, cluster=None, progress=True) -> dict:
     """Encode every split's images and texts (cached), write ``features.json`` and return it.
 
-    ``data_dir`` None means the embedded demo corpus, generated once into the cache. The text
-    kind ``concat`` is the concatenation of the title, ingredients and instructions embeddings.
-    ``text_layer`` None takes the text model's own layer; ``image_views`` (1, 2, 5, 10) are the
-    crops and mirrors averaged into each image's features (see ``encoders``).
-    With ``given_dir``, vectors come from the user's files there (see ``given``) instead of the
-    encoders. ``shard``/``num_shards`` split the encoding into independent jobs over a shared
-    cache: each encodes its share of every entry, and the job that completes an entry merges it;
-    a job that leaves entries waiting for others raises ExtractionIncomplete after doing its share.
+    ``data_dir`` None means the embedded demo corpus, generated once into the cache;
+    ``synthetic_scale`` (1.0: Recipe1M's size) instead generates a corpus without photos whose
+    given features share planted factors (``synthetic``). The text kind ``concat`` is the
+    concatenation of the title, ingredients and instructions embeddings. ``text_layer`` None
+    takes the text model's own layer; ``image_views`` (1, 2, 5, 10) are the crops and mirrors
+    averaged into each image's features (see ``encoders``). With ``given_dir``, vectors come from
+    the user's files there (see ``given``) instead of the encoders. ``cluster`` (see ``cluster``)
+    spreads the shards of every feature entry over a Dask cluster's workers.
     """
-    if not 0 <= shard < num_shards:
-        raise ValueError(f"shard must be in [0, num_shards), got shard={shard}, num_shards={num_shards}")
-    job = (shard, num_shards)
     unknown = set(text_kinds) - set(TEXT_KINDS) - {"concat"}
     if unknown:
         raise ValueError(f"unknown text kinds {sorted(unknown)}; choose from {TEXT_KINDS + ('concat',)}")
     base = list(dict.fromkeys(k for kind in text_kinds for k in (CONCAT_PARTS if kind == "concat" else [kind])))
-    root = Path(data_dir) if data_dir else demo.ensure(cache_dir, demo_recipes, demo_seed)
-    ds = Recipe1M(root, ingredients)
-    fingerprint = ds.fingerprint()
-    if given_dir:
-        encoders = {"image": {"name": "given"}, "text": {"name": "given"}}
-        image_of = lambda split: given.import_features(  # noqa: E731
-            ds, split, given.find(given_dir, f"image_{split}"), cache_dir, fingerprint, "image",
-            all_images=(split == "train"))
-        text_of = lambda split, kind: given.import_features(  # noqa: E731
-            ds, split, given.find(given_dir, f"text_{kind}_{split}"), cache_dir, fingerprint, "text", kind)
+    if synthetic_scale is not None:
+        root = synthetic.ensure(cache_dir, synthetic_scale, demo_seed, progress)
+        given_dir = given_dir or root / "given"
     else:
-        images = ImageEncoder(image_encoder, image_weights, batch_size, num_workers, device, image_views)
-        texts = TextEncoder(text_encoder, text_layer, text_pooling, batch_size=batch_size, device=device,
-                            cache_dir=cache_dir)
-        encoders = {"image": images.config, "text": texts.config}
-        image_of = lambda split: image_features(  # noqa: E731
-            ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress, job=job)
-        text_of = lambda split, kind: text_features(  # noqa: E731
-            ds, split, kind, texts, cache_dir, fingerprint, progress, job)
-    manifest = {"data": {"root": str(root), "fingerprint": fingerprint, "ingredients": ingredients,
-                         "counts": ds.counts().reset_index().to_dict("records")},
-                "source": "given" if given_dir else "generated", "encoders": encoders,
-                "image": {}, "text": {k: {} for k in text_kinds}}
-    waiting = []
-
-    def entry(make, *args):
-        try:
-            return str(make(*args))
-        except ExtractionIncomplete as e:
-            waiting.append(str(e))
-
-    for split in SPLITS:
-        manifest["image"][split] = entry(image_of, split)
-        done = {kind: entry(text_of, split, kind) for kind in base}
-        for kind in text_kinds:
-            manifest["text"][kind][split] = [done[k] for k in CONCAT_PARTS] if kind == "concat" else done[kind]
-    if waiting:
-        raise ExtractionIncomplete(f"{len(waiting)} feature entries wait for other jobs' shards: " + " | ".join(waiting))
+        root = Path(data_dir) if data_dir else demo.ensure(cache_dir, demo_recipes, demo_seed)
+    photos = synthetic_scale is None  # a synthetic corpus lists photos it does not have (its features are given)
+    ds = Recipe1M(root, ingredients, need_files=photos)
+    fingerprint = ds.fingerprint()
+    with connect(cluster) as client:
+        if given_dir:
+            encoders = {"image": {"name": "given"}, "text": {"name": "given"}}
+            image_of = lambda split: given.import_features(  # noqa: E731
+                ds, split, given.find(given_dir, f"image_{split}"), cache_dir, fingerprint, "image",
+                all_images=(split == "train"), progress=progress)
+            text_of = lambda split, kind: given.import_features(  # noqa: E731
+                ds, split, given.find(given_dir, f"text_{kind}_{split}"), cache_dir, fingerprint, "text", kind,
+                progress=progress)
+        else:
+            images = ImageEncoder(image_encoder, image_weights, batch_size, num_workers, device, image_views)
+            texts = TextEncoder(text_encoder, text_layer, text_pooling, batch_size=batch_size, device=device,
+                                cache_dir=cache_dir)
+            encoders = {"image": images.config, "text": texts.config}
+            image_of = lambda split: image_features(  # noqa: E731
+                ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress,
+                client=client)
+            text_of = lambda split, kind: text_features(  # noqa: E731
+                ds, split, kind, texts, cache_dir, fingerprint, progress, client)
+        manifest = {"data": {"root": str(root), "fingerprint": fingerprint, "ingredients": ingredients,
+                             "photos": photos, "counts": ds.counts().reset_index().to_dict("records")},
+                    "source": "given" if given_dir else "generated", "encoders": encoders,
+                    "cluster": describe(client), "image": {}, "text": {k: {} for k in text_kinds}}
+        for split in SPLITS:
+            manifest["image"][split] = str(image_of(split))
+            done = {kind: str(text_of(split, kind)) for kind in base}
+            for kind in text_kinds:
+                manifest["text"][kind][split] = [done[k] for k in CONCAT_PARTS] if kind == "concat" else done[kind]
     save_json(Path(run_dir) / "features.json", manifest)
     return manifest
+
+
+def dataset(manifest: dict) -> Recipe1M:
+    """The run's recipes, read as extraction read them (a synthetic corpus has no photo files)."""
+    return Recipe1M(manifest["data"]["root"], manifest["data"]["ingredients"], need_files=manifest["data"]["photos"])
 
 
 def skipped_table(run_dir) -> pd.DataFrame:
     """Everything the data layer and the encoders dropped, with the reason, from the run's manifest."""
     manifest = _read(run_dir, "features.json")
-    frames = [Recipe1M(manifest["data"]["root"], manifest["data"]["ingredients"]).skipped.assign(split="")]
+    frames = [dataset(manifest).skipped.assign(split="")]
     for split, path in manifest["image"].items():
         frames.append(Features.load(path).skipped.assign(stage="image encoder", split=split))
     entries = {p: split for paths in manifest["text"].values() for split, path in paths.items()
@@ -139,43 +142,51 @@ def query_set(manifest: dict, split: str) -> tuple[list[str], pd.DataFrame]:
 
 
 def fit(run_dir, cache_dir, models=("ridge",), latent_dims=(50,), shrinkage=(0.5,), standardize=True,
-        pca=None, kernel_landmarks=1000, kernel_gamma=None, seed=0) -> pd.DataFrame:
+        pca=None, kernel_landmarks=1000, kernel_gamma=None, seed=0, cluster=None, progress=True) -> pd.DataFrame:
     """Fit every (text kind, model, shrinkage, latent dim) on the train pairs (cached); write ``models.json``.
 
-    Plain ``cca`` has no shrinkage, so it is fitted once per dimension. ``pca`` (exact), the kernel
-    settings and ``seed`` (kernel landmarks, contrastive batches) reach only the models that read
-    them (``models.OWN_PARAMS``); each entry keeps its estimator parameters for refits.
+    The linear models (``models.LINEAR``) are solved from the train pairs' moments, computed once
+    per text kind (on the cluster, with ``cluster``) and cached; a nested model is fitted once per
+    shrinkage with all its components and every latent dim is a prefix, so a sweep costs about
+    one fit. Plain ``cca`` has no shrinkage. ``pca`` (exact), the kernel settings and ``seed``
+    (kernel landmarks, contrastive batches) reach only the models that read them
+    (``models.OWN_PARAMS``); each entry keeps its estimator parameters for refits.
     """
     manifest = _read(run_dir, "features.json")
     own = {"pca": pca, "kernel_landmarks": kernel_landmarks, "kernel_gamma": kernel_gamma, "seed": seed}
     entries = []
-    for kind in manifest["text"]:
-        X, Y, _ = pairs(manifest, kind, "train")
-        for model in models:
-            for c in ([0.0] if model == "cca" else shrinkage):
-                for dim in latent_dims:
-                    params = {"model": model, "n_components": dim, "shrinkage": float(c), "standardize": standardize,
-                              "pca": None, **{k: own[k] for k in OWN_PARAMS.get(model, ())}}
-                    est, path = fit_cached(cache_dir, manifest["image"]["train"], manifest["text"][kind]["train"],
-                                           X, Y, **params)
-                    entries.append({"text_kind": kind, "model": model, "shrinkage": float(c), "latent_dim": dim,
-                                    "n_components": est.n_components_, "train_pairs": len(X),
-                                    "top_corr": float(est.corrs_[0]), "params": params, "path": str(path)})
+    with connect(cluster) as client:
+        for kind in manifest["text"]:
+            X, Y, _ = pairs(manifest, kind, "train")
+            keys = manifest["image"]["train"], manifest["text"][kind]["train"]
+            moments = functools.cache(lambda: moments_cached(cache_dir, *keys, X, Y, client, progress))  # noqa: B023
+            for model in models:
+                for c in ([0.0] if model == "cca" else shrinkage):
+                    for dim in latent_dims:
+                        params = {"model": model, "n_components": dim, "shrinkage": float(c),
+                                  "standardize": standardize, "pca": None,
+                                  **{k: own[k] for k in OWN_PARAMS.get(model, ())}}
+                        est, path = fit_cached(cache_dir, *keys, X, Y, moments, **params)
+                        entries.append({"text_kind": kind, "model": model, "shrinkage": float(c), "latent_dim": dim,
+                                        "n_components": est.n_components_, "train_pairs": len(X),
+                                        "top_corr": float(est.corrs_[0]), "params": params, "path": str(path)})
     save_json(Path(run_dir) / "models.json", entries)
     return pd.DataFrame(entries).drop(columns="params")
 
 
 def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, seed=0,
-             select_by="medr", select="val", folds=5) -> pd.DataFrame:
+             select_by="medr", select="val", folds=5, cluster=None, progress=True) -> pd.DataFrame:
     """Score every fitted model on val and test; mark the chosen configuration; write ``results.csv``.
 
     Each split is evaluated on one query set shared by every text kind (``query_set``; what it
     drops goes to ``dropped.csv``) and the same seeded bags. Protocols are '1k', '10k' and 'full'
-    (see ``retrieval.protocols``); ``n_pairs`` is the query set's size. The choice uses
-    image->recipe at the main protocol (``results.chosen``): on val (``select='val'``) or averaged
-    over ``folds`` folds of train+val (``'kfold'``: ``cross_validate``, ``kfold.csv``). The chosen
-    configuration is also refitted on train+val and ranked on test (``refit``): those rows have
-    ``fit_on`` 'train+val', all others 'train'. Test numbers never take part in a choice.
+    (see ``retrieval.protocols``); test is ranked at every one, val (which only chooses) at its
+    main protocol; ``n_pairs`` is the query set's size. The choice uses image->recipe at the main
+    protocol (``results.chosen``): on val (``select='val'``) or averaged over ``folds`` folds of
+    train+val (``'kfold'``: ``cross_validate``, ``kfold.csv``). The chosen configuration is also
+    refitted on train+val and ranked on test (``refit``): those rows have ``fit_on``
+    'train+val', all others 'train'. Test numbers never take part in a choice. Each fitted model
+    (all latent dims of a nested one at once) is a task, on the cluster's workers with ``cluster``.
     """
     if select not in ("val", "kfold"):
         raise ValueError(f"select must be 'val' or 'kfold', got {select!r}")
@@ -188,27 +199,50 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
             raise ValueError(f"{split}: only {len(queries[split])} recipes have an image and every requested text "
                              "kind; retrieval needs at least two (see dropped.csv)")
     save_csv(Path(run_dir) / "dropped.csv", pd.concat(dropped, ignore_index=True))
-    rows, data = [], {}
+    data = {(kind, split): pairs(manifest, kind, split, queries[split])[:2]
+            for kind in manifest["text"] for split in ("val", "test")}
+    groups = {}  # entries that share one fitted model file: the latent dims of a nested model
     for entry in _read(run_dir, "models.json"):
-        est = joblib.load(entry["path"])
-        for split in ("val", "test"):
-            if (entry["text_kind"], split) not in data:
-                data[entry["text_kind"], split] = pairs(manifest, entry["text_kind"], split, queries[split])
-            X, Y, _ = data[entry["text_kind"], split]
-            rows += _ranked(manifest, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, "train")
-    df = pd.DataFrame(rows)
-    cv = cross_validate(run_dir, scores, bag_sizes, n_bags, seed, folds) if select == "kfold" else None
-    best = chosen(df, select_by, cv)
-    df["chosen"] = (df[CONFIG_COLUMNS] == best).all(axis=1)
-    df = pd.concat([df, refit(run_dir, best, bag_sizes, n_bags, seed).assign(chosen=True)], ignore_index=True)
+        groups.setdefault(entry["path"], []).append(entry)
+    tasks = [(manifest, group, {s: data[group[0]["text_kind"], s] for s in ("val", "test")}, scores, bag_sizes,
+              n_bags, seed) for group in groups.values()]
+    with connect(cluster) as client:
+        rows = cluster_run(_evaluate_model, tasks, client, "evaluate", [len(g) for g in groups.values()], progress,
+                           combine=lambda a, b: a + b)
+        df = pd.DataFrame(rows)
+        cv = cross_validate(run_dir, scores, bag_sizes, n_bags, seed, folds) if select == "kfold" else None
+        best = chosen(df, select_by, cv)
+        df["chosen"] = (df[CONFIG_COLUMNS] == best).all(axis=1)
+        df = pd.concat([df, refit(run_dir, best, bag_sizes, n_bags, seed, client).assign(chosen=True)],
+                       ignore_index=True)
     save_csv(Path(run_dir) / "results.csv", df.round(4))
     return df
 
 
-def _ranked(manifest, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, fit_on) -> list[dict]:
-    """Rows of results.csv: one model ranking one split's pairs, per score, protocol and direction."""
+def _evaluate_model(manifest, group, data, scores, bag_sizes, n_bags, seed) -> list[dict]:
+    """Rows of one fitted model's entries (its latent dims) on val (main protocol) and test (every protocol).
+
+    A nested model projects each split once with all its components; a latent dim's vectors are
+    the first columns, which is what the model cut to that dim gives.
+    """
+    full, rows = load_model(group[0]["path"]), []
+    for split, (X, Y) in data.items():
+        Zi, Zt = full.transform(X, Y)
+        sizes = bag_sizes if split == "test" else [min(bag_sizes, key=lambda b: (b <= 0, b))]
+        for entry in group:  # a model that is not nested has one entry
+            est = full.head(entry["latent_dim"]) if full.model in NESTED else full
+            k = est.n_components_
+            rows += _ranked(manifest, entry, est, Zi[:, :k], Zt[:, :k], split, scores, sizes, n_bags, seed,
+                            "train", projected=True)
+    return rows
+
+
+def _ranked(manifest, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, fit_on,
+            projected=False) -> list[dict]:
+    """Rows of results.csv: one model ranking one split's pairs (or their latent vectors, ``projected``),
+    per score, protocol and direction."""
     enc = manifest["encoders"]
-    Zi, Zt = est.transform(X, Y)
+    Zi, Zt = (X, Y) if projected else est.transform(X, Y)
     return [{"text_kind": entry["text_kind"], "features": manifest["source"], "image_encoder": enc["image"]["name"],
              "text_encoder": enc["text"]["name"], "model": entry["model"], "shrinkage": entry["shrinkage"],
              "latent_dim": entry["latent_dim"], "n_components": est.n_components_, "fit_on": fit_on, "score": score,
@@ -227,8 +261,9 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
     lacking some kind's text) and ranks the fold's recipes, one photo each as on val and test, at
     the fold's main protocol (its smallest bag), on the same bags for every configuration. Test is
     never read. Cost: nested solvers fit once per fold at their largest latent dim and are cut
-    (``SharedSpace.head``); ``exact`` takes the fold's complement from the moments of all pairs
-    minus the fold's (``Moments``), so a fold costs one solve.
+    (``SharedSpace.head``); linear models take the fold's complement from the moments of all
+    pairs minus the fold's (``Moments``), so a fold costs one solve. (The train+val pairs are read
+    into memory here: k-fold selection is for small data such as the real sample.)
     """
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
@@ -245,7 +280,7 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
         for e in entries:
             if e["text_kind"] == kind:
                 groups.setdefault(key({k: v for k, v in e["params"].items() if k != "n_components"}), []).append(e)
-        total = Moments.of(X, Y) if any(g[0]["model"] == "exact" for g in groups.values()) else None
+        total = Moments.of(X, Y) if any(g[0]["model"] in LINEAR for g in groups.values()) else None
         for f in range(folds):
             out, held = fold == f, np.flatnonzero((fold == f) & first)
             rest = None if total is None else total - Moments.of(X[out], Y[out])
@@ -269,23 +304,30 @@ def _fold_fits(group: list[dict], X, Y, out: np.ndarray, rest: Moments | None) -
     if params["model"] not in NESTED:
         return [(e, SharedSpace(**e["params"]).fit(X[~out], Y[~out])) for e in group]
     est = SharedSpace(**{**params, "n_components": max(e["params"]["n_components"] for e in group)})
-    est = est.fit_moments(rest) if params["model"] == "exact" else est.fit(X[~out], Y[~out])
+    est = est.fit_moments(rest) if params["model"] in LINEAR else est.fit(X[~out], Y[~out])
     return [(e, est.head(e["params"]["n_components"])) for e in group]
 
 
-def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0) -> pd.DataFrame:
+def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0, client=None) -> pd.DataFrame:
     """Rows of one configuration refitted on the train+val pairs and ranked on test, ``fit_on`` 'train+val'.
 
-    The estimator parameters are its train fit's, and the fit is cached beside it; only the
-    configuration's score is ranked, on test's query set and bags. Val is then spent, so these
-    rows exist only on test and take no part in any choice.
+    The estimator parameters are its train fit's, and the fit is cached beside it (a linear
+    model from the train moments plus the val pairs' moments); only the configuration's score is
+    ranked, on test's query set and bags. Val is then spent, so these rows exist only on test and
+    take no part in any choice.
     """
     manifest, entry = _read(run_dir, "features.json"), _entry(run_dir, config)
-    kind = entry["text_kind"]
-    parts = [pairs(manifest, kind, split) for split in ("train", "val")]
-    est, _ = fit_cached(Path(entry["path"]).parents[1], [manifest["image"][s] for s in ("train", "val")],
-                        [manifest["text"][kind][s] for s in ("train", "val")],
-                        np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts]), **entry["params"])
+    kind, cache_dir = entry["text_kind"], Path(entry["path"]).parents[1]
+    parts = {split: pairs(manifest, kind, split)[:2] for split in ("train", "val")}
+    keys = {split: (manifest["image"][split], manifest["text"][kind][split]) for split in ("train", "val")}
+
+    def moments():
+        m = [moments_cached(cache_dir, *keys[s], *parts[s], client, progress=False) for s in ("train", "val")]
+        return m[0] + m[1]
+
+    X, Y = (None, None) if entry["model"] in LINEAR else \
+        (np.vstack([np.asarray(parts[s][i]) for s in ("train", "val")]) for i in (0, 1))
+    est, _ = fit_cached(cache_dir, *zip(*keys.values()), X, Y, moments, **entry["params"])
     X, Y, _ = pairs(manifest, kind, "test", query_set(manifest, "test")[0])
     return pd.DataFrame(_ranked(manifest, entry, est, X, Y, "test", [config["score"]], bag_sizes, n_bags, seed,
                                 "train+val"))
@@ -312,10 +354,9 @@ def query_summary(run_dir) -> pd.DataFrame:
 
 def space(run_dir, config) -> tuple:
     """(fitted SharedSpace, test pairs (X, Y, index)) of one configuration, e.g. a row of results.csv."""
-    keys = ("text_kind", "model", "shrinkage", "latent_dim")
-    entry = next(e for e in _read(run_dir, "models.json") if all(e[k] == config[k] for k in keys))
-    manifest = _read(run_dir, "features.json")
-    return joblib.load(entry["path"]), pairs(manifest, entry["text_kind"], "test", query_set(manifest, "test")[0])
+    entry, manifest = _entry(run_dir, config), _read(run_dir, "features.json")
+    return (load_model(entry["path"], entry["latent_dim"]),
+            pairs(manifest, entry["text_kind"], "test", query_set(manifest, "test")[0]))
 
 
 def embed_texts(run_dir, texts: list[str]):

@@ -20,12 +20,15 @@
 # weights were trained on, and each text kind through a BERT-family model (one hidden layer,
 # mean-pooled over tokens; a text longer than the model was trained on is read in overlapping
 # windows and pooled over all of them). Training uses every photo of a recipe; val and test use the first
-# readable photo. Features are cached on disk, keyed by everything that produced them.
+# readable photo. Features are cached on disk, keyed by everything that produced them, in
+# shards: an interrupted run resumes from its finished shards, and with `cluster` the shards
+# are tasks spread over a Dask cluster's workers.
 
 # %% tags=["parameters"]
 data_dir = None  # Recipe1M-layout folder, or None for the embedded demo corpus
 demo_recipes = 3000  # size of the demo corpus (when data_dir is None)
 demo_seed = 0
+synthetic_scale = None  # instead of data: a corpus of Recipe1M's size × this, no photos, given features with planted factors
 text_encoder = "minilm"  # "minilm", "mpnet" (bundled), "bert-base-uncased" (paper; local cache) or a model folder
 image_encoder = "efficientnet-lite0"  # "efficientnet-lite0", "efficientnet-lite2" (bundled) or "resnet50" (paper)
 image_views = 1  # features averaged over views: 1 centre crop, 2 + mirror, 5 corners + centre, 10 + mirrors
@@ -38,8 +41,7 @@ batch_size = 32
 num_workers = 2
 device = None  # None: CUDA when available, else CPU
 given_dir = None  # folder of given features (image_<split>.npz, text_<kind>_<split>.npz, ...) instead of encoders
-shard = 0  # this job's share of the encoding, for splitting extraction into num_shards jobs
-num_shards = 1
+cluster = None  # None: this process; "local:N": N worker processes here; "tcp://host:port": a running Dask scheduler
 cache_dir = "../cache"
 run_dir = "../reports/interactive"
 
@@ -48,10 +50,10 @@ from cmr_utils import stages
 
 manifest = stages.extract(
     run_dir=run_dir, cache_dir=cache_dir, data_dir=data_dir, demo_recipes=demo_recipes, demo_seed=demo_seed,
-    text_encoder=text_encoder, image_encoder=image_encoder, image_weights=image_weights, text_kinds=text_kinds,
-    batch_size=batch_size, num_workers=num_workers, device=device, text_layer=text_layer,
-    text_pooling=text_pooling, given_dir=given_dir, shard=shard, num_shards=num_shards, ingredients=ingredients,
-    image_views=image_views)
+    synthetic_scale=synthetic_scale, text_encoder=text_encoder, image_encoder=image_encoder,
+    image_weights=image_weights, text_kinds=text_kinds, batch_size=batch_size, num_workers=num_workers,
+    device=device, text_layer=text_layer, text_pooling=text_pooling, given_dir=given_dir, ingredients=ingredients,
+    image_views=image_views, cluster=cluster)
 
 # %% [markdown]
 # ## The data
@@ -76,7 +78,10 @@ skipped.groupby(["stage", "reason"]).size().rename("count").reset_index()
 skipped.head(50)
 
 # %% [markdown]
-# ## Encoders
+# ## Encoders, and where they ran
 
 # %%
 pd.DataFrame(manifest["encoders"]).T
+
+# %%
+pd.Series(manifest["cluster"], name="extraction ran on").to_frame()

@@ -18,7 +18,8 @@
 # (ranks start at 1) and Recall@1/5/10 over seeded random bags of pairs (mean ± std). Every
 # text kind, model, dimension and score of a split is ranked on the same recipes and the same
 # bags. Protocols: `1k` and `10k` are 10 bags of that many pairs; `full` ranks the whole split
-# at once (also used when a split is smaller than a bag). The configuration with the best
+# at once (also used when a split is smaller than a bag). Test is ranked at every protocol; val,
+# which only chooses, at its main one (its smallest bag). The configuration with the best
 # image→recipe medR on **val** is marked `chosen`; its test row is the headline number.
 #
 # The paper's `correlation` score centres each latent vector across its components, so it
@@ -31,6 +32,7 @@ scores = ["correlation", "cosine"]  # "correlation" (paper), "cosine", "weighted
 bag_sizes = [1000, 10000]  # pairs per bag (skipped where a split is smaller); 0 ranks the whole split
 n_bags = 10
 seed = 0
+cluster = None  # None: this process; "local:N" or "tcp://host:port": each fitted model's ranking a Dask task
 select = "val"  # choose the configuration on "val", or by 5-fold cross-validation on train+val ("kfold")
 run_dir = "../reports/interactive"
 
@@ -38,7 +40,7 @@ run_dir = "../reports/interactive"
 from cmr_utils import plots, stages
 
 results = stages.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_sizes, n_bags=n_bags, seed=seed,
-                          select=select)
+                          select=select, cluster=cluster)
 
 # %% [markdown]
 # ## The query sets

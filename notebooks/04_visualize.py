@@ -27,7 +27,7 @@ run_dir = "../reports/interactive"
 
 # %%
 import numpy as np
-from IPython.display import display
+from IPython.display import HTML, display
 
 from cmr_utils import plots, search, space_page
 from cmr_utils import results as R
@@ -42,8 +42,6 @@ queries = np.random.default_rng(seed).choice(len(chosen.index), n_examples, repl
 # ## Recall tables (test): the paper's Tables 1 and 2, both directions
 
 # %%
-from IPython.display import HTML, display
-
 from cmr_utils import tables
 
 for title, table in tables.paper_tables(results):

@@ -31,7 +31,7 @@ class HashEncoder:
         if items and not isinstance(items[0], str):  # image paths
             return np.array([self._vec(p.name) for p in items], np.float32), \
                 {i: "empty file" for i, p in enumerate(items) if p.stat().st_size == 0}
-        return np.array([self._vec(t) for t in items], np.float32).reshape(-1, 4)
+        return np.array([self._vec(t) for t in items], np.float32).reshape(len(items), -1)
 
 
 @pytest.fixture
@@ -149,20 +149,6 @@ def test_killed_extraction_process_resumes_byte_identical(demo_root, tmp_path):
     assert int(n_resumed) == int(n_full) - 8 * len(finished)  # the finished shards were not encoded again
 
 
-def test_jobs_split_shards_and_the_last_one_merges(corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(F, "SHARD_SIZE", 5)
-    whole = F.Features.load(F.image_features(corpus, "train", HashEncoder(), tmp_path / "one", "fp", all_images=True))
-    encoders = [HashEncoder(), HashEncoder()]
-    with pytest.raises(F.ExtractionIncomplete, match="job 0 of 2"):
-        F.image_features(corpus, "train", encoders[0], tmp_path / "two", "fp", all_images=True, job=(0, 2))
-    merged = F.Features.load(F.image_features(corpus, "train", encoders[1], tmp_path / "two", "fp",
-                                              all_images=True, job=(1, 2)))
-    n = sum(len(r.images) for r in corpus.split("train"))
-    assert encoders[0].seen + encoders[1].seen == n and encoders[0].seen > 0 and encoders[1].seen > 0
-    np.testing.assert_array_equal(merged.X, whole.X)
-    assert merged.index.equals(whole.index)
-
-
 def test_replacing_a_photo_changes_the_entry(corpus, tmp_path):
     """The data fingerprint covers the JSON only: the image entry's key must cover the files too."""
     enc = HashEncoder()
@@ -178,11 +164,11 @@ def test_resumed_shards_are_checked_against_their_items(corpus, tmp_path, monkey
     monkeypatch.setattr(F, "SHARD_SIZE", 4)
     enc = HashEncoder()
     items = [(r.id, r.text("title")) for r in corpus.split("train")][:8]
-    encode = lambda chunk: (np.array([enc._vec(t) for _, t in chunk], np.float32), {})  # noqa: E731
     dest = tmp_path / "entry"
-    F._sharded(dest, "t", items, encode, 4)
+    F._sharded(dest, "t", items, [t for _, t in items], enc, progress=False)
     shuffled = items[4:] + items[:4]
-    X, _ = F._sharded(dest, "t", shuffled, encode, 4)
+    files, _ = F._sharded(dest, "t", shuffled, [t for _, t in shuffled], enc, progress=False)
+    X = np.concatenate(list(F._blocks(files, {})))
     np.testing.assert_array_equal(X, np.array([enc._vec(t) for _, t in shuffled], np.float32))
 
 

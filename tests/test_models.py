@@ -28,24 +28,29 @@ def test_projections_match_cca_zoo(model, ref):
 
 @pytest.mark.parametrize("standardize", [False, True])
 @pytest.mark.parametrize("shrinkage", [0.0, 0.3])
-def test_exact_chunked_cca_agrees_with_cca_zoo(tmp_path, standardize, shrinkage):
+@pytest.mark.parametrize("model", ["ridge", "exact"])
+def test_chunked_solver_on_memory_mapped_features_agrees_with_cca_zoo(tmp_path, model, standardize, shrinkage):
     X, Y = correlated(3000, p=40, q=25, k=3)
     X = X * np.linspace(0.1, 10, 40) + 5  # features on different scales, off-centre
     mm = tmp_path / "X.npy"
     np.save(mm, X.astype(np.float32))
     Xm = np.load(mm, mmap_mode="r")  # memory-mapped, read in chunks
-    ref = SharedSpace("ridge", 5, shrinkage=shrinkage, standardize=standardize).fit(Xm, Y)
-    ours = SharedSpace("exact", 5, shrinkage=shrinkage, standardize=standardize, chunk_size=700).fit(Xm, Y)
-    np.testing.assert_allclose(ours.corrs_, ref.corrs_, atol=1e-9)
-    A, B = ref.transform(Xm, Y), ours.transform(Xm, Y)
-    sign = np.sign((A[0] * B[0]).sum(0))  # each component is defined up to its sign
+    views = [np.asarray(Xm, np.float64), Y]
+    if standardize:
+        views = [(V - V.mean(0)) / V.std(0, ddof=1) for V in views]
+    ref = RidgeCCA(n_components=5, shrinkage=[shrinkage, shrinkage]).fit(views)
+    ours = SharedSpace(model, 5, shrinkage=shrinkage, standardize=standardize, chunk_size=700).fit(Xm, Y)
+    A, B = ref.transform(views), ours.transform(Xm, Y)
+    np.testing.assert_allclose(ours.corrs_, [np.corrcoef(a, b)[0, 1] for a, b in zip(*(v.T for v in A))], atol=1e-9)
+    sign = np.sign((A[0] * B[0]).sum(0))  # cca-zoo leaves each component's sign arbitrary
     for a, b in zip(A, B):
-        np.testing.assert_allclose(a, b * sign, atol=1e-8)
+        np.testing.assert_allclose(a - a.mean(0), b * sign, atol=1e-8)
 
 
 def test_chunked_covariances_equal_numpy():
     X, Y = correlated(1001, p=7, q=5)
-    mx, my, Cxx, Cyy, Cxy = covariances(X + 1e4, Y, chunk_size=100)  # large offset: no cancellation
+    mx, my, Cxx, Cyy, Cxy, dtype = covariances(X + 1e4, Y, chunk_size=100)  # large offset: no cancellation
+    assert dtype == np.float64  # float64 features: float64 products
     np.testing.assert_allclose(mx, X.mean(0) + 1e4)
     C = np.cov(np.hstack([X, Y]).T)
     np.testing.assert_allclose(Cxx, C[:7, :7], atol=1e-9)
@@ -206,8 +211,16 @@ def test_moments_of_a_subset_by_subtraction():
     a = SharedSpace("exact", 3).fit_moments(rest)
     np.testing.assert_allclose(a.transform(X)[0], SharedSpace("exact", 3).fit(X[:700] + 1e3, Y[:700]).transform(X)[0],
                                atol=1e-8)
-    with pytest.raises(ValueError, match="exact"):
-        SharedSpace("ridge").fit_moments(rest)
+    with pytest.raises(ValueError, match="linear model"):
+        SharedSpace("kernel").fit_moments(rest)
+
+
+def test_moments_of_a_union_by_addition():
+    X, Y = correlated(1000, p=7, q=5)
+    both, direct = Moments.of(X[:300] + 1e3, Y[:300]) + Moments.of(X[300:] + 1e3, Y[300:]), Moments.of(X + 1e3, Y)
+    assert both.n == 1000
+    for name in ("mx", "my", "Cxx", "Cyy", "Cxy"):
+        np.testing.assert_allclose(getattr(both, name), getattr(direct, name), atol=1e-8)
 
 
 def test_rejects_a_bad_kernel_width():

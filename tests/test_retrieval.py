@@ -19,14 +19,29 @@ def test_ranks_match_brute_force_with_ties(chunk):
     rng = np.random.default_rng(0)
     Q = rng.integers(-2, 3, size=(53, 3)).astype(float)  # small integers: many exact ties
     G = rng.integers(-2, 3, size=(53, 3)).astype(float)
-    np.testing.assert_array_equal(ranks(Q, G, chunk=chunk), brute_ranks(Q, G))
+    a2b, b2a = ranks(Q, G, chunk=chunk)  # both directions from one similarity matrix
+    np.testing.assert_array_equal(a2b, brute_ranks(Q, G))
+    np.testing.assert_array_equal(b2a, brute_ranks(G, Q))
+
+
+def test_identical_candidates_tie_with_the_truth_whatever_the_rounding():
+    """Duplicates (a recipe's title repeated, a photo uploaded twice) tie with the truth in float32 too."""
+    rng = np.random.default_rng(3)
+    B = np.repeat(normalize(rng.normal(size=(150, 48)), "cosine"), 2, axis=0)  # every gallery vector twice
+    A = normalize(B + 0.5 * rng.normal(size=B.shape), "cosine")
+    a2b, b2a = ranks(A, B)
+    for r, (Q, G) in ((a2b, (A, B)), (b2a, (B, A))):
+        S = Q @ G.T  # float64 reference, ties (the duplicate) counted against the query
+        exact = (S >= np.diag(S)[:, None] - 1e-12).sum(1)
+        near = (S >= np.diag(S)[:, None] - 1e-5).sum(1)  # within float32 rounding of the truth
+        assert (r >= exact).all() and (r <= near).all()
 
 
 def test_ranks_extremes():
     Z = normalize(np.random.default_rng(1).normal(size=(40, 8)), "cosine")
-    assert (ranks(Z, Z) == 1).all()
+    assert all((r == 1).all() for r in ranks(Z, Z))
     const = np.ones((40, 3))
-    assert (ranks(const, const) == 40).all()  # all tied: the truth gets the worst rank, not the best
+    assert all((r == 40).all() for r in ranks(const, const))  # all tied: the truth gets the worst rank, not the best
 
 
 def test_metrics_against_definition():
@@ -85,9 +100,8 @@ def test_non_finite_scores_never_make_a_hit():
     Q, G = rng.normal(size=(20, 4)), rng.normal(size=(20, 4))
     Q[3] = np.nan  # a query whose every similarity is NaN
     G[7, 0] = np.inf  # a gallery item with an infinite score for most queries
-    r = ranks(Q, G)
-    assert r[3] == 20 and r[7] == 20  # worst rank, never rank 0 or 1
-    assert (r >= 1).all() and (r <= 20).all()
     ok = [i for i in range(20) if i not in (3, 7)]
-    clean = ranks(np.delete(Q, [3, 7], 0), np.delete(G, [3, 7], 0))
-    assert (r[ok] >= clean).all()  # a non-finite candidate can only push the truth down
+    for r, clean in zip(ranks(Q, G), ranks(np.delete(Q, [3, 7], 0), np.delete(G, [3, 7], 0))):
+        assert r[3] == 20 and r[7] == 20  # worst rank, never rank 0 or 1
+        assert (r >= 1).all() and (r <= 20).all()
+        assert (r[ok] >= clean).all()  # a non-finite candidate can only push the truth down

@@ -1,0 +1,104 @@
+"""Dask: a real LocalCluster (worker processes) computes what this process computes."""
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from cmr_utils import cluster
+from cmr_utils import features as F
+from cmr_utils.data import Recipe1M
+from cmr_utils.encoders import ImageEncoder, TextEncoder
+from cmr_utils.io import NpyRows, write_npy
+from cmr_utils.models import Moments, SharedSpace
+
+
+@pytest.fixture(scope="module")
+def client():
+    with cluster.connect("local:2") as c:
+        yield c
+
+
+@pytest.fixture
+def one_thread():
+    """This process's torch on one thread, as each worker of local:2 on two cores: same arithmetic, same bytes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def extract(ds, cache, client):
+    images = ImageEncoder("efficientnet-lite0", batch_size=8, num_workers=0)
+    texts = TextEncoder("minilm", batch_size=8)
+    return [F.image_features(ds, "train", images, cache, "fp", all_images=True, progress=False, client=client),
+            F.text_features(ds, "train", "title", texts, cache, "fp", progress=False, client=client)]
+
+
+def same_entries(a, b):
+    for x, y in zip(a, b):
+        for name in ("X.npy", "index.csv", "skipped.csv", "meta.json"):
+            assert (x / name).read_bytes() == (y / name).read_bytes(), f"{x.name}/{name}"
+
+
+def test_cluster_extraction_equals_in_process_byte_for_byte(demo_root, tmp_path, client, one_thread, monkeypatch):
+    monkeypatch.setattr(F, "SHARD_SIZE", 16)
+    ds = Recipe1M(demo_root)
+    assert client.run(torch.get_num_threads) == dict.fromkeys(client.scheduler_info()["workers"], 1)
+    here = extract(ds, tmp_path / "here", None)
+    there = extract(ds, tmp_path / "there", client)
+    same_entries(here, there)
+    assert not list((tmp_path / "there" / "features").glob("*.parts"))  # merged once, shards cleaned up
+
+
+def test_a_worker_killed_mid_extraction_does_not_change_the_result(demo_root, tmp_path, client, one_thread,
+                                                                   monkeypatch):
+    monkeypatch.setattr(F, "SHARD_SIZE", 4)
+    ds = Recipe1M(demo_root)
+    images = ImageEncoder("efficientnet-lite0", batch_size=4, num_workers=0)
+    here = F.image_features(ds, "train", images, tmp_path / "here", "fp", all_images=True, progress=False)
+    out, killed = {}, []
+
+    def run():
+        out["path"] = F.image_features(ds, "train", images, tmp_path / "there", "fp", all_images=True,
+                                       progress=False, client=client)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    parts, deadline = tmp_path / "there" / "features", time.time() + 300
+    while not killed and thread.is_alive() and time.time() < deadline:
+        done = list(parts.glob("*.parts/[!.]*.npz"))
+        if done:  # some shards finished, others pending or running: kill a worker now
+            pid = next(iter(client.run(os.getpid).values()))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(len(done))
+        time.sleep(0.02)
+    thread.join(300)
+    n_shards = -(-sum(len(r.images) for r in ds.split("train")) // 4)
+    assert killed and killed[0] < n_shards, "the extraction ended before a worker could be killed"
+    same_entries([here], [out["path"]])
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted it
+
+
+def test_covariances_from_the_cluster_equal_in_process(tmp_path, client):
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(5000, 4))
+    X = (Z @ rng.normal(size=(4, 48)) + rng.normal(size=(5000, 48)) + 3).astype(np.float32)
+    Y = (Z @ rng.normal(size=(4, 24)) + rng.normal(size=(5000, 24))).astype(np.float32)
+    write_npy(tmp_path / "X.npy", X.shape, [X])
+    write_npy(tmp_path / "Y.npy", Y.shape, [Y])
+    rows = rng.permutation(5000)[:4000]  # pairs are a selection of the stored rows, as in training
+    Xv, Yv = F.Rows([NpyRows(tmp_path / "X.npy")]).take(rows), F.Rows([NpyRows(tmp_path / "Y.npy")]).take(rows)
+    here = Moments.of(Xv, Yv, chunk_size=256)
+    there = Moments.of(Xv, Yv, chunk_size=256, client=client)
+    for name in ("mx", "my", "Cxx", "Cyy", "Cxy"):
+        np.testing.assert_allclose(getattr(there, name), getattr(here, name), rtol=0, atol=1e-10)
+    # float32 products accumulated in float64 stay close to float64 arithmetic throughout
+    exact = Moments.of(X[rows].astype(np.float64), Y[rows].astype(np.float64))
+    np.testing.assert_allclose(here.Cxy, exact.Cxy, atol=1e-5 * np.abs(exact.Cxy).max())
+    a = SharedSpace("ridge", 4, shrinkage=0.1).fit_moments(there)
+    b = SharedSpace("ridge", 4, shrinkage=0.1).fit(X[rows].astype(np.float64), Y[rows].astype(np.float64))
+    np.testing.assert_allclose(a.corrs_, b.corrs_, atol=1e-5)
