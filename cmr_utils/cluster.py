@@ -28,11 +28,13 @@ def connect(cluster: str | None) -> Iterator:
     if re.fullmatch(r"local:[1-9]\d*", cluster):
         n = int(cluster.split(":", 1)[1])
         threads = max(1, (os.cpu_count() or 1) // n)
-        env = {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+        env = {var: str(threads) for var in THREAD_VARS}
+        before = {var: os.environ.get(var) for var in THREAD_VARS}
         # non-daemonic workers may start DataLoader processes of their own
         with dask.config.set({"distributed.worker.daemon": False}), \
                 LocalCluster(n_workers=n, threads_per_worker=1, processes=True, env=env,
                              dashboard_address=":0") as local, Client(local) as client:
+            _restore(before)  # the nannies set the workers' share in this process's environment too
             yield client
     elif cluster.startswith(("tcp://", "tls://")):
         try:
@@ -48,6 +50,18 @@ def connect(cluster: str | None) -> Iterator:
 
 
 CONNECT_TIMEOUT = 30  # seconds
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _restore(env: dict) -> None:
+    """Put these variables back: processes this one starts later (notebook kernels) get all the cores."""
+    for var, value in env.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
 
 
 def describe(client) -> dict:

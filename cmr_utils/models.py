@@ -427,7 +427,8 @@ def _whitener(eig: tuple[np.ndarray, np.ndarray], shrinkage: float, pca: int | N
 def _scales(C: np.ndarray, how: str) -> np.ndarray:
     if how == "none":
         return np.ones(len(C))
-    d = np.sqrt(np.diag(C) if how == "feature" else np.full(len(C), np.trace(C) / len(C)))
+    var = np.diag(C) if how == "feature" else np.full(len(C), np.trace(C) / len(C))
+    d = np.sqrt(np.maximum(var, 0.0))  # a constant feature's variance may come out a rounding error below 0
     return np.where(d > 0, d, 1.0)
 
 

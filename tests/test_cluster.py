@@ -102,3 +102,11 @@ def test_covariances_from_the_cluster_equal_in_process(tmp_path, client):
     a = SharedSpace("ridge", 4, shrinkage=0.1).fit_moments(there)
     b = SharedSpace("ridge", 4, shrinkage=0.1).fit(X[rows].astype(np.float64), Y[rows].astype(np.float64))
     np.testing.assert_allclose(a.corrs_, b.corrs_, atol=1e-5)
+
+
+def test_a_local_cluster_leaves_this_process_all_its_cores(monkeypatch):
+    """The workers get their share of the cores; notebook kernels started by this process still get them all."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with cluster.connect("local:2") as c:
+        assert set(c.run(lambda: os.environ["OMP_NUM_THREADS"]).values()) == {str(max(1, os.cpu_count() // 2))}
+        assert "OMP_NUM_THREADS" not in os.environ

@@ -63,7 +63,7 @@ def test_clean_run_pages_progress_on_the_terminal_and_one_zip(tmp_path):
     try:
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
         assert out.returncode == 0, out.stdout + out.stderr[-3000:]
-        for bar in ("demo corpus", "images efficientnet-lite0", "text minilm"):
+        for bar in ("demo corpus", "train images (all) · efficientnet-lite0", "train title · minilm", "evaluate"):
             assert f"{bar}: 100%" in out.stderr, bar  # progress reached the runner's terminal...
         assert "Loading weights" not in out.stderr and "without encryption" not in out.stderr
         for nb in NOTEBOOKS:  # ...and not the reports
