@@ -30,8 +30,11 @@ def connect(cluster: str | None) -> Iterator:
         threads = max(1, (os.cpu_count() or 1) // n)
         env = {var: str(threads) for var in THREAD_VARS}
         before = {var: os.environ.get(var) for var in THREAD_VARS}
-        # non-daemonic workers may start DataLoader processes of their own
-        with dask.config.set({"distributed.worker.daemon": False}), \
+        # glibc's default trim threshold, not Dask's 64 KiB, which makes torch fault its buffers in
+        # again on every batch (encoding 1.6x slower). Workers stay daemons: the worker processes
+        # are the parallelism, so an encoder decodes in its own thread there (1.6x faster than
+        # starting DataLoader processes per shard; benchmarks/dask_overhead.py)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
                 LocalCluster(n_workers=n, threads_per_worker=1, processes=True, env=env,
                              dashboard_address=":0") as local, Client(local) as client:
             _restore(before)  # the nannies set the workers' share in this process's environment too
@@ -74,15 +77,16 @@ def describe(client) -> dict:
 
 
 def run(fn: Callable, tasks: list[tuple], client=None, desc: str = "", weights: list[int] | None = None,
-        progress: bool = True, combine: Callable | None = None):
-    """``[fn(*t) for t in tasks]`` in task order, on the cluster's workers when ``client`` is given.
+        progress: bool = True, combine: Callable | None = None, shared: tuple = ()):
+    """``[fn(*shared, *t) for t in tasks]`` in task order, on the cluster's workers when ``client`` is given.
 
     Tasks must be independent and idempotent: a task whose worker dies is run again elsewhere
     (the scheduler's own retry); an error raised by a task stops the stage. ``combine``
     folds the results in task order as they arrive (``combine(total, result)``, the first result
     starting the total) and only the total is returned, so large partial results are not all
     held at once and the total does not depend on which task finished first. ``weights``
-    (e.g. items per task) drive the progress bar.
+    (e.g. items per task) drive the progress bar. ``shared`` arguments (the same for every task,
+    e.g. views of a large feature entry) travel to each worker once, not once per task.
     """
     weights = weights or [1] * len(tasks)
     out, total = [], None
@@ -97,11 +101,12 @@ def run(fn: Callable, tasks: list[tuple], client=None, desc: str = "", weights: 
     with bar(total=sum(weights), desc=desc, disable=not progress or not tasks) as b:
         if client is None:
             for i, (t, w) in enumerate(zip(tasks, weights)):
-                take(i, fn(*t))
+                take(i, fn(*shared, *t))
                 b.update(w)
         else:
             from distributed import as_completed
-            futures = client.map(fn, *zip(*tasks), pure=False) if tasks else []
+            first = client.scatter(list(shared), broadcast=True, hash=False) if shared and tasks else []
+            futures = [client.submit(fn, *first, *t, pure=False) for t in tasks]
             order = {f.key: i for i, f in enumerate(futures)}
             done, nxt = {}, 0
             for f in as_completed(futures):

@@ -409,7 +409,8 @@ class ImageEncoder(_Shipped):
         failed: dict[int, str] = {}
         loader = torch.utils.data.DataLoader(
             _ImageFiles(paths, self.transform), batch_size=self.batch_size,
-            num_workers=0 if multiprocessing.current_process().daemon else self.num_workers,  # a daemon has no children
+            # a daemon (a Dask worker: the worker processes are the parallelism) starts no children
+            num_workers=0 if multiprocessing.current_process().daemon else self.num_workers,
             collate_fn=_collate, persistent_workers=False)
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         bar = progress_bar(total=len(paths), desc=f"images {self.name}", unit="img", disable=not progress)

@@ -69,7 +69,8 @@ class Rows:
     def __getitem__(self, idx) -> np.ndarray:
         if isinstance(idx, (int, np.integer)):
             return self[[idx]][0]
-        return np.hstack([np.asarray(s[r[idx]], np.float32) for s, r in zip(self.sources, self.rows)])
+        parts = [np.asarray(s[r[idx]], np.float32) for s, r in zip(self.sources, self.rows)]
+        return parts[0] if len(parts) == 1 else np.hstack(parts)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return self[:].astype(dtype or self.dtype, copy=False)

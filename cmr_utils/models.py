@@ -334,14 +334,11 @@ def covariances(X, Y, chunk_size: int = 8192, client=None, progress: bool = Fals
     dtype = np.float32 if single else np.float64
     step = chunk_size * TASK_CHUNKS
     spans = [(s, min(s + step, n)) for s in range(0, n, step)]
-    if client is not None and isinstance(X, Rows) and isinstance(Y, Rows):
-        tasks = [(X.take(slice(a, b)), Y.take(slice(a, b)), 0, b - a, shift_x, shift_y, dtype, chunk_size)
-                 for a, b in spans]
-    else:
-        client = None
-        tasks = [(X, Y, a, b, shift_x, shift_y, dtype, chunk_size) for a, b in spans]
-    sums = cluster.run(_sums, tasks, client, f"moments of {n:,} pairs", [b - a for a, b in spans], progress,
-                       combine=lambda t, r: [u + v for u, v in zip(t, r)])
+    if not (isinstance(X, Rows) and isinstance(Y, Rows)):
+        client = None  # arrays in this process's memory stay here
+    sums = cluster.run(_sums, spans, client, f"moments of {n:,} pairs", [b - a for a, b in spans], progress,
+                       combine=lambda t, r: [u + v for u, v in zip(t, r)],
+                       shared=(X, Y, shift_x, shift_y, dtype, chunk_size))
     sx, sy, Sxx, Syy, Sxy = sums
     ax, ay = sx / n, sy / n
     Cxx = (Sxx - n * np.outer(ax, ax)) / (n - 1)
@@ -353,7 +350,7 @@ def covariances(X, Y, chunk_size: int = 8192, client=None, progress: bool = Fals
 TASK_CHUNKS = 8  # chunks per map-reduce task: few enough partial sums, enough tasks to spread
 
 
-def _sums(X, Y, lo: int, hi: int, shift_x, shift_y, dtype, chunk_size: int) -> list[np.ndarray]:
+def _sums(X, Y, shift_x, shift_y, dtype, chunk_size: int, lo: int, hi: int) -> list[np.ndarray]:
     """Sums of rows lo..hi of (X - shift_x) and (Y - shift_y) and of their products, products in ``dtype``."""
     p, q = X.shape[1], Y.shape[1]
     sx, sy = np.zeros(p), np.zeros(q)
@@ -361,14 +358,22 @@ def _sums(X, Y, lo: int, hi: int, shift_x, shift_y, dtype, chunk_size: int) -> l
     sx_, sy_ = shift_x.astype(dtype), shift_y.astype(dtype)
     for s in range(lo, hi, chunk_size):
         e = min(s + chunk_size, hi)
-        a = np.asarray(X[s:e], dtype) - sx_
-        b = np.asarray(Y[s:e], dtype) - sy_
+        a, b = _centred(X[s:e], sx_, dtype), _centred(Y[s:e], sy_, dtype)
         sx += a.sum(0, dtype=np.float64)
         sy += b.sum(0, dtype=np.float64)
         Sxx += a.T @ a
         Syy += b.T @ b
         Sxy += a.T @ b
     return [sx, sy, Sxx, Syy, Sxy]
+
+
+def _centred(V, shift: np.ndarray, dtype) -> np.ndarray:
+    """V - shift in ``dtype``; in place when V is a fresh array of its own (rows read from disk), not a view of the input."""
+    V = np.asarray(V, dtype)
+    if V.base is not None or not V.flags.writeable:
+        return V - shift
+    V -= shift
+    return V
 
 
 class Nystroem:

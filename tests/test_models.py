@@ -58,6 +58,16 @@ def test_chunked_covariances_equal_numpy():
     np.testing.assert_allclose(Cxy, C[:7, 7:], atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_covariances_leave_in_memory_features_as_they_were(dtype):
+    """Rows read from disk are centred in place; an array the caller holds never is."""
+    X, Y = (V.astype(dtype) for V in correlated(300, p=4, q=3))
+    before = X.copy(), Y.copy()
+    covariances(X, Y, chunk_size=64)
+    np.testing.assert_array_equal(X, before[0])
+    np.testing.assert_array_equal(Y, before[1])
+
+
 def test_pca_pre_reduction_limits_the_space():
     X, Y = correlated(2000, p=40, q=25, k=3, noise=0.3)
     m = SharedSpace("exact", 20, pca=8).fit(X, Y)
