@@ -77,16 +77,15 @@ def describe(client) -> dict:
 
 
 def run(fn: Callable, tasks: list[tuple], client=None, desc: str = "", weights: list[int] | None = None,
-        progress: bool = True, combine: Callable | None = None, shared: tuple = ()):
-    """``[fn(*shared, *t) for t in tasks]`` in task order, on the cluster's workers when ``client`` is given.
+        progress: bool = True, combine: Callable | None = None):
+    """``[fn(*t) for t in tasks]`` in task order, on the cluster's workers when ``client`` is given.
 
     Tasks must be independent and idempotent: a task whose worker dies is run again elsewhere
     (the scheduler's own retry); an error raised by a task stops the stage. ``combine``
     folds the results in task order as they arrive (``combine(total, result)``, the first result
     starting the total) and only the total is returned, so large partial results are not all
     held at once and the total does not depend on which task finished first. ``weights``
-    (e.g. items per task) drive the progress bar. ``shared`` arguments (the same for every task,
-    e.g. views of a large feature entry) travel to each worker once, not once per task.
+    (e.g. items per task) drive the progress bar.
     """
     weights = weights or [1] * len(tasks)
     out, total = [], None
@@ -101,12 +100,11 @@ def run(fn: Callable, tasks: list[tuple], client=None, desc: str = "", weights: 
     with bar(total=sum(weights), desc=desc, disable=not progress or not tasks) as b:
         if client is None:
             for i, (t, w) in enumerate(zip(tasks, weights)):
-                take(i, fn(*shared, *t))
+                take(i, fn(*t))
                 b.update(w)
         else:
             from distributed import as_completed
-            first = client.scatter(list(shared), broadcast=True, hash=False) if shared and tasks else []
-            futures = [client.submit(fn, *first, *t, pure=False) for t in tasks]
+            futures = client.map(fn, *zip(*tasks), pure=False) if tasks else []
             order = {f.key: i for i, f in enumerate(futures)}
             done, nxt = {}, 0
             for f in as_completed(futures):

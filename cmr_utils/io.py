@@ -150,8 +150,8 @@ class NpyRows:
             for run, rows in zip(np.split(wanted, cuts), np.split(order, cuts)):
                 lo, hi = int(run[0]), int(run[-1]) + 1
                 f.seek(self.offset + lo * self.shape[1] * self.stored.itemsize)
-                if self.dtype == self.stored and hi - lo == len(run) == rows[-1] - rows[0] + 1 and \
-                        (len(run) == 1 or (np.diff(rows) == 1).all()):  # a slice of the file: read it in place
+                if self.dtype == self.stored and (np.diff(run) == 1).all() and (np.diff(rows) == 1).all():
+                    # rows lo..hi-1 of the file, each once, into consecutive output rows: read them in place
                     into = out[rows[0]:rows[-1] + 1]
                     if f.readinto(into) != into.nbytes:
                         raise ValueError(f"{self.path}: file ends before row {hi}; is it truncated?")

@@ -334,11 +334,14 @@ def covariances(X, Y, chunk_size: int = 8192, client=None, progress: bool = Fals
     dtype = np.float32 if single else np.float64
     step = chunk_size * TASK_CHUNKS
     spans = [(s, min(s + step, n)) for s in range(0, n, step)]
-    if not (isinstance(X, Rows) and isinstance(Y, Rows)):
-        client = None  # arrays in this process's memory stay here
-    sums = cluster.run(_sums, spans, client, f"moments of {n:,} pairs", [b - a for a, b in spans], progress,
-                       combine=lambda t, r: [u + v for u, v in zip(t, r)],
-                       shared=(X, Y, shift_x, shift_y, dtype, chunk_size))
+    if client is not None and isinstance(X, Rows) and isinstance(Y, Rows):
+        tasks = [(X.take(slice(a, b)), Y.take(slice(a, b)), 0, b - a, shift_x, shift_y, dtype, chunk_size)
+                 for a, b in spans]
+    else:
+        client = None
+        tasks = [(X, Y, a, b, shift_x, shift_y, dtype, chunk_size) for a, b in spans]
+    sums = cluster.run(_sums, tasks, client, f"moments of {n:,} pairs", [b - a for a, b in spans], progress,
+                       combine=lambda t, r: [u + v for u, v in zip(t, r)])
     sx, sy, Sxx, Syy, Sxy = sums
     ax, ay = sx / n, sy / n
     Cxx = (Sxx - n * np.outer(ax, ax)) / (n - 1)
@@ -350,7 +353,7 @@ def covariances(X, Y, chunk_size: int = 8192, client=None, progress: bool = Fals
 TASK_CHUNKS = 8  # chunks per map-reduce task: few enough partial sums, enough tasks to spread
 
 
-def _sums(X, Y, shift_x, shift_y, dtype, chunk_size: int, lo: int, hi: int) -> list[np.ndarray]:
+def _sums(X, Y, lo: int, hi: int, shift_x, shift_y, dtype, chunk_size: int) -> list[np.ndarray]:
     """Sums of rows lo..hi of (X - shift_x) and (Y - shift_y) and of their products, products in ``dtype``."""
     p, q = X.shape[1], Y.shape[1]
     sx, sy = np.zeros(p), np.zeros(q)

@@ -24,7 +24,7 @@ from sklearn.decomposition import PCA
 
 from .encoders import load_image
 from .progress import bar as progress_bar
-from .results import best_per_kind, main_rows, ranked
+from .results import CONFIG_COLUMNS, best_per_kind, main_rows, ranked
 
 PAPER = {"model": "cca", "latent_dim": 50, "score": "correlation"}
 PAPER_LABEL = "paper: cca, dim 50, correlation"
@@ -48,6 +48,25 @@ def paper_vs_chosen(results: pd.DataFrame, split: str = "test", paper_dim: int =
                 rows.append({"text_kind": kind, "configuration": label, **row.iloc[0][
                     keys + ["protocol", "medr", "medr_std", "r1", "r5", "r10", "r10_std"]].to_dict()})
     return pd.DataFrame(rows).set_index(["text_kind", "configuration"]).round(2)
+
+
+def models_compared(results: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """Each model at its own best on val (image→recipe medR, then R@10), with val and ``split`` medR and
+    R@10 in both directions: the model family's ablation, every model chosen the same way, test choosing none."""
+    best = ranked(main_rows(results, "val", "im2recipe")).groupby("model", sort=False).head(1)
+    keys = ["text_kind", "shrinkage", "latent_dim", "score"]
+    rows = []
+    for _, cfg in best.iterrows():
+        row = {"model": cfg.model, **cfg[keys].to_dict()}
+        for s in dict.fromkeys(["val", split]):
+            df = main_rows(results, s)
+            for _, r in df[(df[CONFIG_COLUMNS] == cfg[CONFIG_COLUMNS]).all(axis=1)].iterrows():
+                arrow = "image→recipe" if r.direction == "im2recipe" else "recipe→image"
+                row.update({(f"{s} {r.protocol}", arrow, "medR"): r.medr, (f"{s} {r.protocol}", arrow, "R@10"): r.r10})
+        rows.append(row)
+    df = pd.DataFrame(rows).set_index(["model", *keys])
+    df.columns = pd.MultiIndex.from_tuples(df.columns)
+    return df.round(1)  # rows in order of val medR
 
 
 def recall_table(results: pd.DataFrame, split: str = "test", direction: str = "im2recipe") -> pd.DataFrame:

@@ -204,10 +204,11 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
     groups = {}  # entries that share one fitted model file: the latent dims of a nested model
     for entry in _read(run_dir, "models.json"):
         groups.setdefault(entry["path"], []).append(entry)
+    tasks = [(manifest, group, {s: data[group[0]["text_kind"], s] for s in ("val", "test")}, scores, bag_sizes,
+              n_bags, seed) for group in groups.values()]
     with connect(cluster) as client:
-        rows = cluster_run(_evaluate_model, [(g,) for g in groups.values()], client, "evaluate",
-                           [len(g) for g in groups.values()], progress, combine=lambda a, b: a + b,
-                           shared=(manifest, data, scores, bag_sizes, n_bags, seed))
+        rows = cluster_run(_evaluate_model, tasks, client, "evaluate", [len(g) for g in groups.values()], progress,
+                           combine=lambda a, b: a + b)
         df = pd.DataFrame(rows)
         cv = cross_validate(run_dir, scores, bag_sizes, n_bags, seed, folds) if select == "kfold" else None
         best = chosen(df, select_by, cv)
@@ -218,15 +219,14 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
     return df
 
 
-def _evaluate_model(manifest, data, scores, bag_sizes, n_bags, seed, group) -> list[dict]:
+def _evaluate_model(manifest, group, data, scores, bag_sizes, n_bags, seed) -> list[dict]:
     """Rows of one fitted model's entries (its latent dims) on val (main protocol) and test (every protocol).
 
     A nested model projects each split once with all its components; a latent dim's vectors are
     the first columns, which is what the model cut to that dim gives.
     """
     full, rows = load_model(group[0]["path"]), []
-    for split in ("val", "test"):
-        X, Y = data[group[0]["text_kind"], split]
+    for split, (X, Y) in data.items():
         Zi, Zt = full.transform(X, Y)
         sizes = bag_sizes if split == "test" else [min(bag_sizes, key=lambda b: (b <= 0, b))]
         for entry in group:  # a model that is not nested has one entry

@@ -65,3 +65,12 @@ results[results.chosen][cols].round(2)
 
 # %%
 plots.paper_vs_chosen(results)
+
+# %% [markdown]
+# ## Each model at its best on val
+# Every model family of the run chosen the same way (its lowest val image→recipe medR over text
+# kinds, shrinkages, latent dims and scores), beside its val and test numbers in both directions.
+# Rows in order of val medR; test takes no part in any choice.
+
+# %%
+plots.models_compared(results)

@@ -38,7 +38,7 @@ def run_dir(demo_root, tmp_path):
                          for k in ("title", "instructions")}}
     run = tmp_path / "run"
     save_json(run / "features.json", manifest)
-    stages.fit(run_dir=run, cache_dir=cache, models=["ridge"], latent_dims=[2, 3], shrinkage=[0.5])
+    stages.fit(run_dir=run, cache_dir=cache, models=["ridge", "cca"], latent_dims=[2, 3], shrinkage=[0.5])
     stages.evaluate(run_dir=run, scores=["correlation", "cosine"], bag_sizes=[5, 1000, 0], n_bags=3)
     return run, lacking, ds
 
@@ -67,3 +67,14 @@ def test_selection_tables_and_figures_keep_every_kind(run_dir):
     assert set(best_per_kind(results).index) == {"title", "instructions"}
     assert set(plots.paper_vs_chosen(results).reset_index().text_kind) == {"title", "instructions"}
     assert results.chosen.any() and set(results[results.chosen].split) == {"val", "test"}
+
+
+def test_each_model_is_shown_at_its_best_on_val_with_its_test_numbers(run_dir):
+    results = load(run_dir[0])
+    table = plots.models_compared(results)
+    val, test = main_rows(results, "val", "im2recipe"), main_rows(results, "test", "recipe2im")
+    assert sorted(table.index.get_level_values("model")) == ["cca", "ridge"]
+    for (model, kind, shrinkage, dim, score), row in table.iterrows():
+        assert row["val 5", "image→recipe", "medR"] == round(val[val.model == model].medr.min(), 1)
+        same = test[(test.model == model) & (test.text_kind == kind) & (test.latent_dim == dim) & (test.score == score)]
+        assert row["test 5", "recipe→image", "R@10"] == round(same.r10.item(), 1)

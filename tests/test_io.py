@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -181,3 +182,40 @@ def test_an_os_error_at_the_command_line_is_one_line(tmp_path, monkeypatch, caps
     assert R.main([str(tmp_path / "p.yaml")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("[cmr] error: ") and "abc.lock" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("idx", [[0, 0, 2], [3, 2], [5, 5], [], slice(None), slice(7, 90), [1, 2, 3, 4],
+                                 [0, 200, 201, 202], [9, 9, 10, 12, 13]])
+@pytest.mark.parametrize("dtype", [None, np.float64])
+def test_npy_rows_reads_exactly_the_rows_asked(tmp_path, idx, dtype):
+    """Repeated rows, gaps, reversed order: each output row is the file's row it names (runs are read whole)."""
+    X = np.random.default_rng(0).normal(size=(300, 5)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    got = io.NpyRows(tmp_path / "X.npy", dtype)[idx]
+    np.testing.assert_array_equal(got, X[idx].astype(dtype or np.float32))
+    assert got.dtype == (dtype or np.float32)
+
+
+def test_npy_rows_name_the_file_when_rows_are_out_of_range_or_missing(tmp_path):
+    np.save(tmp_path / "X.npy", np.zeros((10, 3), np.float32))
+    with pytest.raises(IndexError, match="X.npy"):
+        io.NpyRows(tmp_path / "X.npy")[[3, 10]]
+    rows = io.NpyRows(tmp_path / "X.npy")
+    with open(tmp_path / "X.npy", "r+b") as f:
+        f.truncate(rows.offset + 5 * 3 * 4)  # a copy cut short after 5 rows
+    with pytest.raises(ValueError, match="truncated"):
+        rows[0:8]
+
+
+def test_a_view_of_a_million_pairs_pickles_small(tmp_path):
+    """Pairs repeat a recipe's text row for each of its photos and skip recipes without one."""
+    np.save(tmp_path / "T.npy", np.arange(700_000, dtype=np.float32)[:, None])
+    rng = np.random.default_rng(0)
+    text_rows = np.repeat(np.arange(700_000), rng.integers(0, 4, 700_000))[:1_000_000]
+    view = features.Rows([io.NpyRows(tmp_path / "T.npy")], [text_rows])
+    data = pickle.dumps(view.take(slice(10, None)))
+    assert len(data) < 8_000_000 / 20  # not 8 bytes a row
+    back = pickle.loads(data)
+    np.testing.assert_array_equal(back.rows[0], text_rows[10:])
+    np.testing.assert_array_equal(back[5:9], view[15:19])
+    assert pickle.loads(pickle.dumps(features.Rows([np.ones((3, 2))]).take([]))).shape == (0, 2)
