@@ -186,7 +186,8 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
     train+val (``'kfold'``: ``cross_validate``, ``kfold.csv``). The chosen configuration is also
     refitted on train+val and ranked on test (``refit``): those rows have ``fit_on``
     'train+val', all others 'train'. Test numbers never take part in a choice. Each fitted model
-    (all latent dims of a nested one at once) is a task, on the cluster's workers with ``cluster``.
+    (all latent dims of a nested one at once) on each split is a task, on the cluster's workers
+    with ``cluster``.
     """
     if select not in ("val", "kfold"):
         raise ValueError(f"select must be 'val' or 'kfold', got {select!r}")
@@ -204,10 +205,12 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
     groups = {}  # entries that share one fitted model file: the latent dims of a nested model
     for entry in _read(run_dir, "models.json"):
         groups.setdefault(entry["path"], []).append(entry)
-    tasks = [(manifest, group, {s: data[group[0]["text_kind"], s] for s in ("val", "test")}, scores, bag_sizes,
-              n_bags, seed) for group in groups.values()]
+    main = [min(bag_sizes, key=lambda b: (b <= 0, b))]
+    # test (every protocol) before val (its main one): the long tasks first, the short ones fill the tail
+    tasks = [(manifest, group, split, *data[group[0]["text_kind"], split], scores, sizes, n_bags, seed)
+             for split, sizes in (("test", bag_sizes), ("val", main)) for group in groups.values()]
     with connect(cluster) as client:
-        rows = cluster_run(_evaluate_model, tasks, client, "evaluate", [len(g) for g in groups.values()], progress,
+        rows = cluster_run(_evaluate_model, tasks, client, "evaluate", [len(t[1]) for t in tasks], progress,
                            combine=lambda a, b: a + b)
         df = pd.DataFrame(rows)
         cv = cross_validate(run_dir, scores, bag_sizes, n_bags, seed, folds) if select == "kfold" else None
@@ -219,21 +222,19 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
     return df
 
 
-def _evaluate_model(manifest, group, data, scores, bag_sizes, n_bags, seed) -> list[dict]:
-    """Rows of one fitted model's entries (its latent dims) on val (main protocol) and test (every protocol).
+def _evaluate_model(manifest, group, split, X, Y, scores, bag_sizes, n_bags, seed) -> list[dict]:
+    """Rows of one fitted model's entries (its latent dims) on one split's pairs X, Y.
 
-    A nested model projects each split once with all its components; a latent dim's vectors are
+    A nested model projects the split once with all its components; a latent dim's vectors are
     the first columns, which is what the model cut to that dim gives.
     """
     full, rows = load_model(group[0]["path"]), []
-    for split, (X, Y) in data.items():
-        Zi, Zt = full.transform(X, Y)
-        sizes = bag_sizes if split == "test" else [min(bag_sizes, key=lambda b: (b <= 0, b))]
-        for entry in group:  # a model that is not nested has one entry
-            est = full.head(entry["latent_dim"]) if full.model in NESTED else full
-            k = est.n_components_
-            rows += _ranked(manifest, entry, est, Zi[:, :k], Zt[:, :k], split, scores, sizes, n_bags, seed,
-                            "train", projected=True)
+    Zi, Zt = full.transform(X, Y)
+    for entry in group:  # a model that is not nested has one entry
+        est = full.head(entry["latent_dim"]) if full.model in NESTED else full
+        k = est.n_components_
+        rows += _ranked(manifest, entry, est, Zi[:, :k], Zt[:, :k], split, scores, bag_sizes, n_bags, seed,
+                        "train", projected=True)
     return rows
 
 

@@ -32,7 +32,7 @@ scores = ["correlation", "cosine"]  # "correlation" (paper), "cosine", "weighted
 bag_sizes = [1000, 10000]  # pairs per bag (skipped where a split is smaller); 0 ranks the whole split
 n_bags = 10
 seed = 0
-cluster = None  # None: this process; "local:N" or "tcp://host:port": each fitted model's ranking a Dask task
+cluster = None  # None: this process; "local:N" or "tcp://host:port": each fitted model on each split a Dask task
 select = "val"  # choose the configuration on "val", or by 5-fold cross-validation on train+val ("kfold")
 run_dir = "../reports/interactive"
 
