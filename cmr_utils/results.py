@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 CONFIG_COLUMNS = ["text_kind", "features", "image_encoder", "text_encoder", "model", "shrinkage",
@@ -51,6 +52,13 @@ def chosen(results: pd.DataFrame, select_by: str = "medr", cv: pd.DataFrame | No
         return ranked(val, select_by).iloc[0][CONFIG_COLUMNS]
     best = ranked(cv_means(cv), select_by).iloc[0]
     return val[(val[CV_KEYS] == best[CV_KEYS]).all(axis=1)].iloc[0][CONFIG_COLUMNS]
+
+
+def chosen_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The chosen configuration's rows as a reader follows them: val (which chose it), test, then test
+    of its refit on train+val."""
+    df = results[results.chosen]
+    return df.iloc[np.lexsort([df.fit_on != "train", df.split != "val"])]
 
 
 def cv_means(cv: pd.DataFrame, direction: str = "im2recipe") -> pd.DataFrame:

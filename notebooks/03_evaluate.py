@@ -37,7 +37,7 @@ select = "val"  # choose the configuration on "val", or by 5-fold cross-validati
 run_dir = "../reports/interactive"
 
 # %%
-from cmr_utils import plots, stages
+from cmr_utils import plots, results as R, stages
 
 results = stages.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_sizes, n_bags=n_bags, seed=seed,
                           select=select, cluster=cluster)
@@ -52,11 +52,13 @@ stages.query_summary(run_dir)
 
 # %% [markdown]
 # ## Chosen on val, reported on test
+# Val (which chose it), test, and test of the same configuration refitted on train+val
+# (`fit_on`).
 
 # %%
-cols = ["text_kind", "model", "latent_dim", "score", "split", "protocol", "n_pairs", "direction",
-        "medr", "medr_std", "r1", "r1_std", "r5", "r10", "r10_std"]
-results[results.chosen][cols].round(2)
+cols = ["text_kind", "model", "shrinkage", "latent_dim", "score", "split", "fit_on", "protocol", "n_pairs",
+        "direction", "medr", "medr_std", "r1", "r1_std", "r5", "r10", "r10_std"]
+R.chosen_rows(results)[cols].round(2)
 
 # %% [markdown]
 # ## The paper's configuration against the one chosen on val, per text kind

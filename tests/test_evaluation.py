@@ -10,7 +10,7 @@ from cmr_utils import features as F
 from cmr_utils import plots, stages
 from cmr_utils.data import SPLITS, Recipe1M
 from cmr_utils.io import save_json
-from cmr_utils.results import best_per_kind, load, main_rows
+from cmr_utils.results import best_per_kind, chosen_rows, load, main_rows
 
 
 class NoisyHash(HashEncoder):
@@ -67,6 +67,9 @@ def test_selection_tables_and_figures_keep_every_kind(run_dir):
     assert set(best_per_kind(results).index) == {"title", "instructions"}
     assert set(plots.paper_vs_chosen(results).reset_index().text_kind) == {"title", "instructions"}
     assert results.chosen.any() and set(results[results.chosen].split) == {"val", "test"}
+    rows = chosen_rows(results)  # as read: val, test, then the train+val refit on test
+    assert list(dict.fromkeys(zip(rows.split, rows.fit_on))) == [("val", "train"), ("test", "train"),
+                                                                   ("test", "train+val")]
 
 
 def test_each_model_is_shown_at_its_best_on_val_with_its_test_numbers(run_dir):
