@@ -26,8 +26,9 @@ from sklearn.base import BaseEstimator
 from . import cluster
 from .io import atomic_file, key, locked
 
-VERSION = 6  # bump when fitted models change meaning (3: one sign convention; 4: feature maps, contrastive;
-# 5: cca and ridge solved from moments, nested models stored whole; 6: moments know their precision)
+VERSION = 7  # bump when fitted models change meaning (3: one sign convention; 4: feature maps, contrastive;
+# 5: cca and ridge solved from moments, nested models stored whole; 6: moments know their precision;
+# 7: a feature constant to that precision keeps scale 1)
 MODELS = ("cca", "ridge", "exact", "kernel", "contrastive")
 LINEAR = ("cca", "ridge", "exact")  # solved from the pairs' moments alone (``fit_moments``)
 # what each model reads beyond model, n_components, shrinkage and standardize: its own config, in the cache key
@@ -298,7 +299,7 @@ class Moments:
         """(covariance of ``view`` 'x' or 'y' divided by its scales, the scales, its eigendecomposition), memoised."""
         if (view, scale) not in self._eig:
             C = self.Cxx if view == "x" else self.Cyy
-            d = _scales(C, scale)
+            d = _scales(C, scale, self.eps)
             Cs = C / np.outer(d, d)
             self._eig[view, scale] = Cs, d, np.linalg.eigh(Cs)
         return self._eig[view, scale]
@@ -432,12 +433,15 @@ def _whitener(eig: tuple[np.ndarray, np.ndarray], shrinkage: float, pca: int | N
     return V / np.sqrt((1.0 - shrinkage) * lam + shrinkage)
 
 
-def _scales(C: np.ndarray, how: str) -> np.ndarray:
+def _scales(C: np.ndarray, how: str, eps: float) -> np.ndarray:
+    """Each feature's scale; a feature whose variance is within the rounding of the sums (``eps`` of the largest
+    variance) is constant and keeps scale 1: dividing by its rounding noise would blow that
+    noise up to unit variance and its covariances with it (a train+val refit's whitening went indefinite)."""
     if how == "none":
         return np.ones(len(C))
     var = np.diag(C) if how == "feature" else np.full(len(C), np.trace(C) / len(C))
-    d = np.sqrt(np.maximum(var, 0.0))  # a constant feature's variance may come out a rounding error below 0
-    return np.where(d > 0, d, 1.0)
+    floor = eps * max(var.max(), 0.0)
+    return np.where(var > floor, np.sqrt(np.maximum(var, floor)), 1.0)
 
 
 def _scaler(V, standardize: bool, chunk_size: int):

@@ -58,6 +58,22 @@ def test_chunked_covariances_equal_numpy():
     np.testing.assert_allclose(Cxy, C[:7, 7:], atol=1e-9)
 
 
+def test_a_feature_constant_to_the_precision_of_the_sums_is_not_blown_up():
+    """A text feature whose variance is rounding noise (float32 sums of a constant; the demo's train+val refit
+    had one at 1e-69) keeps scale 1: standardised, its noisy covariances made the whitening indefinite."""
+    X, Y = correlated(3000, p=6, q=4, k=2)
+    m = Moments.of(X.astype(np.float32), Y.astype(np.float32))
+    noise = np.random.default_rng(1).normal(size=6) * np.sqrt(m.Cxx.diagonal()) * 1e-5  # |rounding| ~ 1e-5 std
+    Cyy, Cxy = np.pad(m.Cyy, (0, 1)), np.pad(m.Cxy, ((0, 0), (0, 1)))
+    Cyy[-1, -1], Cxy[:, -1] = 1e-69, noise
+    bad = Moments(m.n, m.mx, np.append(m.my, 0.3), m.Cxx, Cyy, Cxy, eps=m.eps)
+    Cs = bad.scaled("y", "feature")[0]
+    assert np.linalg.eigvalsh(Cs).min() > -1e-6
+    est = SharedSpace("ridge", 2, shrinkage=0.5).fit_moments(bad)
+    ref = SharedSpace("ridge", 2, shrinkage=0.5).fit_moments(m)
+    np.testing.assert_allclose(est.corrs_, ref.corrs_, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_covariances_leave_in_memory_features_as_they_were(dtype):
     """Rows read from disk are centred in place; an array the caller holds never is."""
