@@ -308,7 +308,7 @@ def arithmetic_examples(galleries: dict, swaps, k: int = 4):
             near = [i for i in g.top(z, k + 1, "photos")[0][0] if i != q][:k]
             for ax, i in zip(row, near):
                 _photo(ax, g.index.path[i], _caption(g.index.title[i]))
-            recipes = "\n".join(textwrap.shorten(g.index.title[i], 34, placeholder="…")
+            recipes = "\n".join(textwrap.shorten(_shown(g.index.title[i]), 34, placeholder="…")
                                  for i in g.top(z, 3, "recipes")[0][0])
             row[-1].axis("off")
             row[-1].text(0, 0.5, "nearest recipes:\n" + recipes, fontsize=7.5, va="center")
@@ -317,7 +317,13 @@ def arithmetic_examples(galleries: dict, swaps, k: int = 4):
 
 
 def _caption(title: str, width: int = 20) -> str:
-    return textwrap.fill(title, width, max_lines=2, placeholder="…")
+    return textwrap.fill(_shown(title), width, max_lines=2, placeholder="…")
+
+
+def _shown(text: str) -> str:
+    """Text as a figure draws it: C1 control characters (Windows-1252 punctuation read as Latin-1 in
+    scraped recipes, e.g. \x96 for an en dash; no font has a glyph for them) as what they stand for."""
+    return re.sub("[\x80-\x9f]", lambda m: m.group().encode("latin-1").decode("cp1252", "ignore"), text)
 
 
 def _photo(ax, path: str, caption: str = "", true: bool = False) -> None:
