@@ -70,7 +70,7 @@ def _mpnet(cache_dir=None) -> Path:
 
 
 TEXT_MODELS = {"minilm": _minilm, "mpnet": _mpnet}  # bundled models: name -> folder, given a cache dir
-LONG_TEXTS = "windows overlapping by half, token-weighted mean"
+LONG_TEXTS = {True: "windows overlapping by half, token-weighted mean", False: "truncated at max_length"}
 
 
 _LOADED: dict = {}  # this process's encoders by their arguments: a Dask worker loads each one once
@@ -108,16 +108,17 @@ class TextEncoder(_Shipped):
     layer and the tokenizer's limit (512). A longer text is encoded in windows of ``max_length``
     overlapping by half, and its vector is the mean over the windows weighted by their tokens,
     so every token counts and no window runs past the length the model was trained on; a text
-    that fits one window gets exactly the plain encoding. Windows are sorted by length and
+    that fits one window gets exactly the plain encoding (``windows=False`` keeps only the first
+    window: the truncation the windows replace, for ablations). Windows are sorted by length and
     batched so that padding stays small; on CUDA the model runs in float16.
     """
 
     def __init__(self, name: str = "minilm", layer: int | None = None, pooling: str = "mean",
                  max_length: int | None = None, batch_size: int = 32, device: str | None = None,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, windows: bool = True):
         from transformers import AutoModel, AutoTokenizer
         self._keep_args(name=name, layer=layer, pooling=pooling, max_length=max_length, batch_size=batch_size,
-                        device=device, cache_dir=None if cache_dir is None else str(cache_dir))
+                        device=device, cache_dir=None if cache_dir is None else str(cache_dir), windows=windows)
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
         path = str(TEXT_MODELS[name](cache_dir)) if name in TEXT_MODELS else name
@@ -134,7 +135,7 @@ class TextEncoder(_Shipped):
         sentence = Path(path, "sentence_bert_config.json")
         trained = json.loads(sentence.read_text())["max_seq_length"] if sentence.is_file() else \
             min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
-        self.name, self.pooling, self.batch_size = name, pooling, batch_size
+        self.name, self.pooling, self.batch_size, self.in_windows = name, pooling, batch_size, windows
         self.layer = layer if layer is not None else -1 if sentence.is_file() else -2
         self.max_length = max_length or trained
         self.device = device_of(device)
@@ -143,17 +144,23 @@ class TextEncoder(_Shipped):
             self.model.half()
         self.dim = self.model.config.hidden_size
 
+    @classmethod
+    def like(cls, config: dict, **kwargs) -> "TextEncoder":
+        """The encoder whose ``config`` this is (as a run's features.json stores it)."""
+        return cls(config["name"], config["layer"], config["pooling"], config["max_length"],
+                   windows=config.get("long_texts") != LONG_TEXTS[False], **kwargs)
+
     @property
     def config(self) -> dict:
         """Everything that changes the vectors: part of the feature cache key."""
         return {"name": self.name, "layer": self.layer, "pooling": self.pooling, "max_length": self.max_length,
-                "long_texts": LONG_TEXTS}
+                "long_texts": LONG_TEXTS[self.in_windows]}
 
     def windows(self, ids: list[int]) -> list[list[int]]:
         """Token ids of each window of a text, as BERT-family models read them ([CLS] ids [SEP]); one
         window if the text fits."""
         size, cls, sep = self.max_length - 2, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        last = max(len(ids) - size, 0)
+        last = max(len(ids) - size, 0) if self.in_windows else 0
         return [[cls, *ids[s:s + size], sep] for s in [*range(0, last, max(size // 2, 1)), last]]
 
     def encode(self, texts: list[str], progress: bool = True, bucket: bool = True) -> np.ndarray:
@@ -354,21 +361,27 @@ class ResNet50(Backbone):
 IMAGE_ENCODERS = {"efficientnet-lite0": EfficientNetLite0, "efficientnet-lite2": EfficientNetLite2,
                   "resnet50": ResNet50}
 IMAGE_VIEWS = (1, 2, 5, 10)
+IMAGE_NORMALIZATIONS = ("own", "imagenet")
 
 
 class Views:
     """An image as the backbone's input tensors, (views, 3, crop, crop): 1 the centre crop, 2 and its
-    mirror, 5 the four corner crops and the centre, 10 those and their mirrors."""
+    mirror, 5 the four corner crops and the centre, 10 those and their mirrors. ``normalization``
+    'own' scales pixels as the weights were trained; 'imagenet' uses ImageNet's mean and std whatever
+    the weights (what the project once fed every backbone: kept to measure the difference)."""
 
-    def __init__(self, net: Backbone, views: int = 1):
+    def __init__(self, net: Backbone, views: int = 1, normalization: str = "own"):
         from torchvision import transforms
         if views not in IMAGE_VIEWS:
             raise ValueError(f"image_views must be one of {IMAGE_VIEWS}, got {views!r}")
+        if normalization not in IMAGE_NORMALIZATIONS:
+            raise ValueError(f"image_normalization must be one of {IMAGE_NORMALIZATIONS}, got {normalization!r}")
         self.views = views
+        self.mean, self.std = (net.mean, net.std) if normalization == "own" else (IMAGENET_MEAN, IMAGENET_STD)
         self.resize = transforms.Resize(net.resize, transforms.InterpolationMode(net.interpolation))
         self.crop = {1: transforms.CenterCrop(net.crop), 2: transforms.CenterCrop(net.crop),
                      5: transforms.FiveCrop(net.crop), 10: transforms.TenCrop(net.crop)}[views]
-        self.tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize(net.mean, net.std)])
+        self.tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize(self.mean, self.std)])
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         crops = self.crop(self.resize(image))  # one image for 1 and 2 views, a tuple for 5 and 10
@@ -385,23 +398,36 @@ class ImageEncoder(_Shipped):
     """
 
     def __init__(self, name: str = "efficientnet-lite0", weights: str | None = None,
-                 batch_size: int = 32, num_workers: int = 2, device: str | None = None, views: int = 1):
+                 batch_size: int = 32, num_workers: int = 2, device: str | None = None, views: int = 1,
+                 normalization: str = "own"):
         self._keep_args(name=name, weights=weights, batch_size=batch_size, num_workers=num_workers, device=device,
-                        views=views)
+                        views=views, normalization=normalization)
         if name not in IMAGE_ENCODERS:
             raise ValueError(f"unknown image encoder {name!r}; choose from {', '.join(IMAGE_ENCODERS)}")
         self.name, self.batch_size, self.num_workers = name, batch_size, num_workers
         self.model = IMAGE_ENCODERS[name](weights)
-        self.transform = Views(self.model, views)
+        self.transform = Views(self.model, views, normalization)
         self.dim, self.device = self.model.dim, device_of(device)
         self.model.eval().to(self.device, memory_format=torch.channels_last)
         if self.device.type == "cuda":
             self.model.half()
 
+    @classmethod
+    def like(cls, config: dict, **kwargs) -> "ImageEncoder":
+        """The encoder whose ``config`` this is (as a run's features.json stores it); ValueError if this
+        machine builds another (other weights, say)."""
+        own = list(IMAGE_ENCODERS[config["name"]].mean)
+        encoder = cls(config["name"], views=config.get("views", 1),
+                      normalization="own" if config.get("mean", own) == own else "imagenet", **kwargs)
+        if json.loads(json.dumps(encoder.config)) != config:
+            raise ValueError(f"the run's image encoder was {config}, this machine builds {encoder.config}")
+        return encoder
+
     @property
     def config(self) -> dict:
         """Everything that changes the vectors: part of the feature cache key."""
-        return {"name": self.name, **self.model.config, "views": self.transform.views}
+        return {"name": self.name, **self.model.config, "mean": list(self.transform.mean),
+                "std": list(self.transform.std), "views": self.transform.views}
 
     def encode(self, paths: list[str | Path], progress: bool = True) -> tuple[np.ndarray, dict[int, str]]:
         """Features for every readable image (zeros elsewhere) and {index: reason} for the rest."""

@@ -14,23 +14,31 @@ from .pipeline import declared
 
 
 def expand(params: dict, source: str) -> list[tuple[str, dict]]:
-    """[(label, parameters)] of every grid point: the cartesian product of the ``grid`` axes over the rest.
+    """[(label, parameters)] of every grid point over the rest of ``params``.
 
-    Every point is checked against the notebooks' parameters before anything runs; without a
-    ``grid`` there is one point labelled ''.
+    ``grid`` is a mapping (parameter -> list of values: their cartesian product) or a list of
+    mappings, each one point's changes (an ablation: one lever at a time; ``{}`` is the rest as it
+    is, labelled ``base``). Every point is checked against the notebooks' parameters before
+    anything runs; without a ``grid`` there is one point labelled ''.
     """
     params = dict(params)
     grid = params.pop("grid", None) or {}
-    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise P.ParameterError(f"{source}: 'grid' must map parameter names to non-empty lists of values")
+    if isinstance(grid, dict) and all(isinstance(v, list) and v for v in grid.values()):
+        changes = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    elif isinstance(grid, list) and grid and all(isinstance(p, dict) for p in grid):
+        changes = grid
+    else:
+        raise P.ParameterError(f"{source}: 'grid' must map parameter names to non-empty lists of values, "
+                               "or be a non-empty list of mappings (one per point)")
     notebooks = declared()
-    axes = list(grid)
     points = []
-    for values in itertools.product(*(grid[a] for a in axes)):
-        point = {**params, **dict(zip(axes, values))}
+    for change in changes:
+        point = {**params, **change}
         P.check(point, notebooks, source)
-        label = "_".join(f"{a}-{slug(v)}" for a, v in zip(axes, values))
-        points.append((label, point))
+        points.append(("_".join(f"{a}-{slug(v)}" for a, v in change.items()) or ("base" if grid else ""), point))
+    labels = [label for label, _ in points]
+    if len(set(labels)) < len(labels):
+        raise P.ParameterError(f"{source}: 'grid' lists a point twice: {sorted({x for x in labels if labels.count(x) > 1})}")
     return points
 
 

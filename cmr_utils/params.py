@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from .data import TEXT_KINDS
-from .encoders import IMAGE_ENCODERS, IMAGE_VIEWS
+from .encoders import IMAGE_ENCODERS, IMAGE_NORMALIZATIONS, IMAGE_VIEWS
 from .models import MODELS
 from .retrieval import SCORES
 
@@ -58,6 +58,7 @@ RULES = {
     "pca": _int_at_least(1),
     "image_encoder": _one_of(*IMAGE_ENCODERS),
     "image_views": _one_of(*IMAGE_VIEWS),
+    "image_normalization": _one_of(*IMAGE_NORMALIZATIONS),
     "text_layer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer (-1: the last hidden layer)"),
     "text_pooling": _one_of("mean", "cls"),
     "ingredients": _one_of("raw", "detected"),

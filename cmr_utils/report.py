@@ -39,6 +39,9 @@ def write_index(run_dir: Path, steps: list[dict], params: dict, ran_on: dict | N
                   space=(run_dir / "space.html").exists(), provenance=_provenance(run_dir), ran_on=ran_on or {})
 
 
+POINT_SPLITS, POINT_METRICS = ("val", "test"), ("medr", "r10")  # a grid point's numbers in the index
+
+
 def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict], ran_on: dict | None = None) -> Path:
     """Index of a grid run: the best point's choice as headline, a status row per point, and all
     points' results combined (also written to ``run_dir/results.csv``)."""
@@ -52,6 +55,8 @@ def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict],
     rows = [_point_row(p, results) for p in points]
     shown = {**params.get(head, {}), **({"cluster": ran_on["asked"]} if ran_on else {})}
     return _write(run_dir, f"cmr grid: {run_dir.name}", results, points=rows, head=head, params=shown,
+                  point_splits=POINT_SPLITS, point_directions=T.DIRECTIONS,
+                  point_metrics={m: T.METRICS[m] for m in POINT_METRICS},
                   provenance=_provenance(run_dir / head), ran_on=ran_on or {})
 
 
@@ -111,15 +116,16 @@ def _interactive(results: pd.DataFrame) -> str:
 
 
 def _point_row(p: dict, results: pd.DataFrame | None) -> dict:
-    """A grid point's status, time, chosen configuration, and that configuration's val and test medR."""
+    """A grid point's status, time, chosen configuration, and that configuration's medR and R@10 on val and
+    test in both directions: with one lever changed per point, the ablation table."""
     row = {"point": p["point"], "error": p["error"], "seconds": sum(s["seconds"] for s in p["steps"]),
-           "chosen": "", "val": "", "test": ""}
+           "chosen": "", "numbers": {}}
     mine = results[results.point == p["point"]] if results is not None else pd.DataFrame()
     if not mine.empty:
         c = T.chosen_config(mine)
-        val, test = (T.rows_of(mine, c, split).set_index("direction").loc["im2recipe"] for split in ("val", "test"))
-        row.update(chosen=_describe(c, point=False), val=T.cell(val.medr, val.medr_std, val.n_bags),
-                   test=T.cell(test.medr, test.medr_std, test.n_bags))
+        row.update(chosen=_describe(c, point=False),
+                   numbers={(split, d, m): text for split in POINT_SPLITS
+                            for (d, m), text in T.cells(T.rows_of(mine, c, split)).items() if m in POINT_METRICS})
     return row
 
 

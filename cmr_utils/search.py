@@ -56,10 +56,7 @@ class Gallery:
         cfg = self.encoders["image"]
         if cfg["name"] == "given":
             raise ValueError("this run uses given image features: there is no image encoder for a photo query")
-        encoder = ImageEncoder(cfg["name"], num_workers=0, views=cfg.get("views", 1))
-        if json.loads(json.dumps(encoder.config)) != cfg:  # as features.json stores it
-            raise ValueError(f"the run's image encoder was {cfg}, this machine builds {encoder.config}")
-        X, failed = encoder.encode([str(p) for p in paths], progress=False)
+        X, failed = ImageEncoder.like(cfg, num_workers=0).encode([str(p) for p in paths], progress=False)
         if failed:
             raise ValueError("; ".join(f"{paths[i]}: {why}" for i, why in failed.items()))
         return self.normalize(self.space.transform(X, None)[0])

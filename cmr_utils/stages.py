@@ -32,7 +32,8 @@ CONCAT_PARTS = ("title", "ingredients", "instructions")
 def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, synthetic_scale=None,
             text_encoder="minilm", image_encoder="efficientnet-lite0", image_weights=None, text_kinds=("title",),
             batch_size=32, num_workers=2, device=None, text_layer=None, text_pooling="mean", given_dir=None,
-            ingredients="raw", image_views=1, cluster=None, progress=True) -> dict:
+            ingredients="raw", image_views=1, image_normalization="own", text_windows=True, cluster=None,
+            progress=True) -> dict:
     """Encode every split's images and texts (cached), write ``features.json`` and return it.
 
     ``data_dir`` None means the embedded demo corpus, generated once into the cache;
@@ -40,7 +41,8 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, s
     given features share planted factors (``synthetic``). The text kind ``concat`` is the
     concatenation of the title, ingredients and instructions embeddings. ``text_layer`` None
     takes the text model's own layer; ``image_views`` (1, 2, 5, 10) are the crops and mirrors
-    averaged into each image's features (see ``encoders``). With ``given_dir``, vectors come from
+    averaged into each image's features (see ``encoders``). ``image_normalization='imagenet'`` and
+    ``text_windows=False`` switch off each encoder's own input handling, to measure what it brings. With ``given_dir``, vectors come from
     the user's files there (see ``given``) instead of the encoders. ``cluster`` (see ``cluster``)
     spreads the shards of every feature entry over a Dask cluster's workers.
     """
@@ -66,9 +68,10 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, s
                 ds, split, given.find(given_dir, f"text_{kind}_{split}"), cache_dir, fingerprint, "text", kind,
                 progress=progress)
         else:
-            images = ImageEncoder(image_encoder, image_weights, batch_size, num_workers, device, image_views)
+            images = ImageEncoder(image_encoder, image_weights, batch_size, num_workers, device, image_views,
+                                  image_normalization)
             texts = TextEncoder(text_encoder, text_layer, text_pooling, batch_size=batch_size, device=device,
-                                cache_dir=cache_dir)
+                                cache_dir=cache_dir, windows=text_windows)
             encoders = {"image": images.config, "text": texts.config}
             image_of = lambda split: image_features(  # noqa: E731
                 ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress,
@@ -365,7 +368,7 @@ def embed_texts(run_dir, texts: list[str]):
     cfg = _read(run_dir, "features.json")["encoders"]["text"]
     if cfg["name"] == "given":
         raise ValueError("this run uses given text features: there is no encoder for free text")
-    return TextEncoder(cfg["name"], cfg["layer"], cfg["pooling"], cfg["max_length"]).encode(texts, progress=False)
+    return TextEncoder.like(cfg).encode(texts, progress=False)
 
 
 def _read(run_dir, name: str):

@@ -32,9 +32,11 @@ synthetic_scale = None  # instead of data: a corpus of Recipe1M's size × this, 
 text_encoder = "minilm"  # "minilm", "mpnet" (bundled), "bert-base-uncased" (paper; local cache) or a model folder
 image_encoder = "efficientnet-lite0"  # "efficientnet-lite0", "efficientnet-lite2" (bundled) or "resnet50" (paper)
 image_views = 1  # features averaged over views: 1 centre crop, 2 + mirror, 5 corners + centre, 10 + mirrors
+image_normalization = "own"  # pixels scaled as the weights were trained; "imagenet": ImageNet mean/std (ablation)
 image_weights = None  # ResNet-50 state-dict file, or None for the torch hub cache
 text_layer = None  # hidden layer; None: the model's own (-1 for sentence encoders minilm/mpnet, -2 for BERT as in the paper)
 text_pooling = "mean"  # "mean" over tokens (attention-masked) or "cls"
+text_windows = True  # a text longer than the model's trained length in overlapping windows; False truncates (ablation)
 ingredients = "raw"  # "raw" ingredient lines, or "detected": the names in Recipe1M's det_ingrs.json
 text_kinds = ["title", "ingredients", "instructions", "all"]  # and "concat": the first three side by side
 batch_size = 32
@@ -53,7 +55,7 @@ manifest = stages.extract(
     synthetic_scale=synthetic_scale, text_encoder=text_encoder, image_encoder=image_encoder,
     image_weights=image_weights, text_kinds=text_kinds, batch_size=batch_size, num_workers=num_workers,
     device=device, text_layer=text_layer, text_pooling=text_pooling, given_dir=given_dir, ingredients=ingredients,
-    image_views=image_views, cluster=cluster)
+    image_views=image_views, image_normalization=image_normalization, text_windows=text_windows, cluster=cluster)
 
 # %% [markdown]
 # ## The data

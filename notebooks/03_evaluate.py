@@ -28,7 +28,7 @@
 # solver fitted the space; `cosine` does not depend on the signs.
 
 # %% tags=["parameters"]
-scores = ["correlation", "cosine"]  # "correlation" (paper), "cosine", "weighted" (by canonical correlation)
+scores = ["correlation", "cosine", "weighted"]  # "correlation" (paper), "cosine", "weighted" (by canonical correlation)
 bag_sizes = [1000, 10000]  # pairs per bag (skipped where a split is smaller); 0 ranks the whole split
 n_bags = 10
 seed = 0

@@ -1,4 +1,5 @@
 import io
+import json
 import re
 import struct
 
@@ -179,6 +180,18 @@ def test_long_text_is_pooled_over_windows_of_the_trained_length(text_encoder):
     np.testing.assert_allclose(vec, weights @ by_window / weights.sum(), atol=1e-5)
 
 
+def test_truncation_for_ablations_keeps_the_first_window_only(text_encoder):
+    words = " ".join(f"ingredient{i % 97} step{i}" for i in range(120))
+    cut = TextEncoder("minilm", windows=False)
+    ids = cut.tokenizer(words, truncation=True, max_length=256)["input_ids"]  # the tokenizer's own truncation
+    np.testing.assert_allclose(cut.encode([words], progress=False)[0], plain(cut, ids), atol=1e-5)
+    np.testing.assert_allclose(cut.encode(SHORT_TEXTS, progress=False), text_encoder.encode(SHORT_TEXTS, progress=False),
+                               atol=1e-6)
+    assert cut.config != text_encoder.config
+    assert TextEncoder.like(json.loads(json.dumps(cut.config))).config == cut.config
+    assert TextEncoder.like(json.loads(json.dumps(text_encoder.config))).config == text_encoder.config
+
+
 def test_unavailable_text_model_says_how_to_provide_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="text_encoder=minilm works offline"):
         TextEncoder(str(tmp_path / "no-such-model"))
@@ -242,6 +255,17 @@ def test_lite_input_is_scaled_as_in_training(net, size):
     assert x.shape == (1, 3, size, size)
     np.testing.assert_allclose(x, 0, atol=1e-6)
     np.testing.assert_allclose(Views(net)(grey((255, 0, 0)))[0, :, 0, 0], [1, -127 / 128, -127 / 128], atol=1e-6)
+
+
+def test_imagenet_normalization_for_ablations(image_encoder):
+    imagenet = ImageEncoder("efficientnet-lite0", num_workers=0, normalization="imagenet")
+    mean = tuple(round(255 * m) for m in IMAGENET_MEAN)
+    np.testing.assert_allclose(imagenet.transform(grey(mean)), 0, atol=0.01)  # not the weights' own mid-grey
+    assert imagenet.config != image_encoder.config and imagenet.config["mean"] == list(IMAGENET_MEAN)
+    for enc in (imagenet, image_encoder):
+        assert ImageEncoder.like(json.loads(json.dumps(enc.config)), num_workers=0).config == enc.config
+    with pytest.raises(ValueError, match="image_normalization"):
+        Views(EfficientNetLite0, 1, "bgr")
 
 
 @pytest.fixture(scope="module")

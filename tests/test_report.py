@@ -208,3 +208,11 @@ def test_grid_index_heads_with_the_best_point(tmp_path):
     assert "01_extract failed: boom" in html and "1 of 3 grid points" in html
     assert ">generated<" in html and ">given<" in html  # both feature sources in the paper tables
     assert set(combined.point) == {"given_dir-null", "given_dir-given"}
+    for name, df in (("given_dir-null", a), ("given_dir-given", b)):  # the ablation table: val and test, both ways
+        row = re.search(rf"<tr><td><a href='{name}/index.html'>.*?</tr>", html, re.S).group(0)
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row)[1:]
+        chosen = df[df.chosen]
+        expected = [tables.cell(r.iloc[0][m], r.iloc[0][f"{m}_std"], r.iloc[0].n_bags) for split in ("val", "test")
+                    for d in ("im2recipe", "recipe2im") for m in ("medr", "r10")
+                    for r in [R.main_rows(chosen, split, d)]]
+        assert cells == expected
