@@ -16,30 +16,37 @@ from .pipeline import declared
 def expand(params: dict, source: str) -> list[tuple[str, dict]]:
     """[(label, parameters)] of every grid point over the rest of ``params``.
 
-    ``grid`` is a mapping (parameter -> list of values: their cartesian product) or a list of
-    mappings, each one point's changes (an ablation: one lever at a time; ``{}`` is the rest as it
-    is, labelled ``base``). Every point is checked against the notebooks' parameters before
-    anything runs; without a ``grid`` there is one point labelled ''.
+    ``grid`` maps parameters to lists of values (their cartesian product, each point labelled by
+    its values), or names points, each a mapping of the parameters it changes (an ablation: one
+    lever at a time; ``{}`` is the rest as it is); the name is the point's folder. Every point is
+    checked against the notebooks' parameters before anything runs; without a ``grid`` there is one
+    point labelled ''.
     """
     params = dict(params)
     grid = params.pop("grid", None) or {}
-    if isinstance(grid, dict) and all(isinstance(v, list) and v for v in grid.values()):
-        changes = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    elif isinstance(grid, list) and grid and all(isinstance(p, dict) for p in grid):
-        changes = grid
+    if not isinstance(grid, dict):
+        raise P.ParameterError(f"{source}: 'grid' must be a mapping: {GRID_FORMS}")
+    if all(isinstance(v, dict) for v in grid.values()) and grid:
+        bad = [name for name in grid if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name))]
+        if bad:
+            raise P.ParameterError(f"{source}: grid point names {bad} are not folder names (letters, digits, . _ -)")
+        changes = {str(name): change for name, change in grid.items()}
+    elif all(isinstance(v, list) and v for v in grid.values()):
+        changes = {"_".join(f"{a}-{slug(v)}" for a, v in zip(grid, values)): dict(zip(grid, values))
+                   for values in itertools.product(*grid.values())}
     else:
-        raise P.ParameterError(f"{source}: 'grid' must map parameter names to non-empty lists of values, "
-                               "or be a non-empty list of mappings (one per point)")
+        raise P.ParameterError(f"{source}: 'grid' must be {GRID_FORMS}")
     notebooks = declared()
     points = []
-    for change in changes:
+    for label, change in changes.items():
         point = {**params, **change}
-        P.check(point, notebooks, source)
-        points.append(("_".join(f"{a}-{slug(v)}" for a, v in change.items()) or ("base" if grid else ""), point))
-    labels = [label for label, _ in points]
-    if len(set(labels)) < len(labels):
-        raise P.ParameterError(f"{source}: 'grid' lists a point twice: {sorted({x for x in labels if labels.count(x) > 1})}")
+        P.check(point, notebooks, f"{source}, grid point {label!r}" if label else source)
+        points.append((label, point))
     return points
+
+
+GRID_FORMS = ("parameter names mapped to non-empty lists of values (their cartesian product), "
+              "or point names mapped to the parameters each point changes")
 
 
 def slug(value) -> str:

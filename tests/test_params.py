@@ -33,17 +33,19 @@ def test_grid_expands_to_the_cartesian_product():
         R.expand({"grid": {"text_layer": []}}, "g.yaml")
 
 
-def test_a_grid_listing_points_changes_one_lever_at_a_time():
-    points = R.expand({"n_bags": 3, "text_layer": -1, "grid": [{}, {"text_layer": -2}, {"n_bags": 5, "text_layer": -2}]},
+def test_a_grid_naming_its_points_changes_one_lever_at_a_time():
+    points = R.expand({"n_bags": 3, "text_layer": -1,
+                       "grid": {"base": {}, "layer-2": {"text_layer": -2}, "both": {"n_bags": 5, "text_layer": -2}}},
                       "ablation.yaml")
-    assert [label for label, _ in points] == ["base", "text_layer--2", "n_bags-5_text_layer--2"]
+    assert [label for label, _ in points] == ["base", "layer-2", "both"]
     assert [(p["n_bags"], p["text_layer"]) for _, p in points] == [(3, -1), (3, -2), (5, -2)]
-    with pytest.raises(P.ParameterError, match="text_layer"):
-        R.expand({"grid": [{}, {"text_layer": "last"}]}, "ablation.yaml")
-    with pytest.raises(P.ParameterError, match="twice"):
-        R.expand({"grid": [{"text_layer": -2}, {"text_layer": -2}]}, "ablation.yaml")
-    with pytest.raises(P.ParameterError, match="list of mappings"):
-        R.expand({"grid": [{}, ["text_layer", -2]]}, "ablation.yaml")
+    with pytest.raises(P.ParameterError, match="'layer'.*text_layer"):
+        R.expand({"grid": {"base": {}, "layer": {"text_layer": "last"}}}, "ablation.yaml")
+    with pytest.raises(P.ParameterError, match="folder names"):
+        R.expand({"grid": {"../up": {"text_layer": -2}}}, "ablation.yaml")
+    for mixed in ({"base": {}, "text_layer": [-2]}, [{"text_layer": -2}]):
+        with pytest.raises(P.ParameterError, match="point names mapped"):
+            R.expand({"grid": mixed}, "ablation.yaml")
 
 
 def test_misspelt_key_names_key_file_and_closest_name():
