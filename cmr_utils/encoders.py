@@ -2,7 +2,8 @@
 EfficientNet-Lite0/Lite2).
 
 Each encoder feeds its model what the model was trained on (input scaling and size, text length,
-hidden layer) and reports it in ``config``, the part of the feature cache key that it owns.
+hidden layer; switches turn scaling and windows off for ablations) and reports it in ``config``,
+the part of the feature cache key that it owns.
 Nothing is downloaded at run time: a model that is not on disk fails with a message that says
 what is missing and how to provide it.
 """
@@ -147,8 +148,11 @@ class TextEncoder(_Shipped):
     @classmethod
     def like(cls, config: dict, **kwargs) -> "TextEncoder":
         """The encoder whose ``config`` this is (as a run's features.json stores it)."""
-        return cls(config["name"], config["layer"], config["pooling"], config["max_length"],
-                   windows=config.get("long_texts") != LONG_TEXTS[False], **kwargs)
+        encoder = cls(config["name"], config["layer"], config["pooling"], config["max_length"],
+                      windows=config.get("long_texts") != LONG_TEXTS[False], **kwargs)
+        if {**encoder.config, **config} != encoder.config:  # a run from before long_texts lacks that key
+            raise ValueError(f"the run's text encoder was {config}, this machine builds {encoder.config}")
+        return encoder
 
     @property
     def config(self) -> dict:
@@ -392,7 +396,8 @@ class Views:
 
 class ImageEncoder(_Shipped):
     """A backbone from ``IMAGE_ENCODERS`` (``resnet50`` is the paper's; the EfficientNet-Lites are
-    bundled) fed its own preprocessing; an image's features are the mean over its ``views``.
+    bundled) fed its own preprocessing (``normalization='imagenet'`` to measure what that is worth); an
+    image's features are the mean over its ``views``.
 
     Decoding runs in DataLoader workers; on CUDA channels-last float16.
     """
@@ -416,6 +421,8 @@ class ImageEncoder(_Shipped):
     def like(cls, config: dict, **kwargs) -> "ImageEncoder":
         """The encoder whose ``config`` this is (as a run's features.json stores it); ValueError if this
         machine builds another (other weights, say)."""
+        if config["name"] not in IMAGE_ENCODERS:
+            raise ValueError(f"the run's image encoder {config['name']!r} is not one of {', '.join(IMAGE_ENCODERS)}")
         own = list(IMAGE_ENCODERS[config["name"]].mean)
         encoder = cls(config["name"], views=config.get("views", 1),
                       normalization="own" if config.get("mean", own) == own else "imagenet", **kwargs)

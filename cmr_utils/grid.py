@@ -1,4 +1,5 @@
-"""Grid expansion: a ``grid:`` mapping (parameter -> list of values) into checked points, each with its folder name."""
+"""Grid expansion: a ``grid:`` mapping (parameter -> list of values, or point name -> its changes) into checked
+points, each with its folder name."""
 from __future__ import annotations
 
 import contextlib
@@ -26,11 +27,12 @@ def expand(params: dict, source: str) -> list[tuple[str, dict]]:
     grid = params.pop("grid", None) or {}
     if not isinstance(grid, dict):
         raise P.ParameterError(f"{source}: 'grid' must be a mapping: {GRID_FORMS}")
-    if all(isinstance(v, dict) for v in grid.values()) and grid:
-        bad = [name for name in grid if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name))]
+    if grid and all(v is None or isinstance(v, dict) for v in grid.values()):
+        bad = [name for name in grid if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name))]
         if bad:
-            raise P.ParameterError(f"{source}: grid point names {bad} are not folder names (letters, digits, . _ -)")
-        changes = {str(name): change for name, change in grid.items()}
+            raise P.ParameterError(f"{source}: grid point names {bad} are not folder names: letters, digits, _ and - "
+                                   "(quote one that YAML reads as a number or a boolean)")
+        changes = {name: change or {} for name, change in grid.items()}
     elif all(isinstance(v, list) and v for v in grid.values()):
         changes = {"_".join(f"{a}-{slug(v)}" for a, v in zip(grid, values)): dict(zip(grid, values))
                    for values in itertools.product(*grid.values())}

@@ -6,8 +6,8 @@ Parameters come from the YAML file (``--set`` overrides single keys) and are che
 notebooks' ``parameters`` cells before anything runs. Each notebook gets the keys it declares,
 plus ``run_dir`` and ``cache_dir``; the notebooks hand results to each other through files in
 ``run_dir``. A ``grid:`` mapping in the YAML file (parameter -> list of values) expands into
-the cartesian product of its axes (``cmr_utils.grid``): each point runs in
-``reports/<run>/<point>/``, ``-j N`` at a time, a failing point not stopping the others, and
+the cartesian product of its axes, or names its points with what each changes
+(``cmr_utils.grid``): each point runs in ``reports/<run>/<point>/``, ``-j N`` at a time, a failing point not stopping the others, and
 ``reports/<run>/index.html`` collects them. One run at a time writes a run folder: a second run
 on it stops at once. A notebook whose parameters, upstream notebooks, package code and data
 files are unchanged since its last successful run in the same folder is not run again

@@ -42,8 +42,9 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, s
     concatenation of the title, ingredients and instructions embeddings. ``text_layer`` None
     takes the text model's own layer; ``image_views`` (1, 2, 5, 10) are the crops and mirrors
     averaged into each image's features (see ``encoders``). ``image_normalization='imagenet'`` and
-    ``text_windows=False`` switch off each encoder's own input handling, to measure what it brings. With ``given_dir``, vectors come from
-    the user's files there (see ``given``) instead of the encoders. ``cluster`` (see ``cluster``)
+    ``text_windows=False`` switch off each encoder's own input handling, to measure what it brings.
+    With ``given_dir``, vectors come from the user's files there (see ``given``) instead of the
+    encoders. ``cluster`` (see ``cluster``)
     spreads the shards of every feature entry over a Dask cluster's workers.
     """
     unknown = set(text_kinds) - set(TEXT_KINDS) - {"concat"}

@@ -183,13 +183,18 @@ def test_long_text_is_pooled_over_windows_of_the_trained_length(text_encoder):
 def test_truncation_for_ablations_keeps_the_first_window_only(text_encoder):
     words = " ".join(f"ingredient{i % 97} step{i}" for i in range(120))
     cut = TextEncoder("minilm", windows=False)
+    assert len(text_encoder.windows(cut.tokenizer(words, add_special_tokens=False)["input_ids"])) > 2
     ids = cut.tokenizer(words, truncation=True, max_length=256)["input_ids"]  # the tokenizer's own truncation
     np.testing.assert_allclose(cut.encode([words], progress=False)[0], plain(cut, ids), atol=1e-5)
     np.testing.assert_allclose(cut.encode(SHORT_TEXTS, progress=False), text_encoder.encode(SHORT_TEXTS, progress=False),
                                atol=1e-6)
     assert cut.config != text_encoder.config
+    assert text_encoder.config == {"name": "minilm", "layer": -1, "pooling": "mean", "max_length": 256,  # the cache key
+                                   "long_texts": "windows overlapping by half, token-weighted mean"}
     assert TextEncoder.like(json.loads(json.dumps(cut.config))).config == cut.config
     assert TextEncoder.like(json.loads(json.dumps(text_encoder.config))).config == text_encoder.config
+    with pytest.raises(ValueError, match="this machine builds"):
+        TextEncoder.like({**text_encoder.config, "long_texts": "summarised"})
 
 
 def test_unavailable_text_model_says_how_to_provide_it(tmp_path):
@@ -306,6 +311,7 @@ def test_views_average_the_features_of_crops_and_mirrors(tmp_path, image_encoder
 
 def test_image_config_names_the_preprocessing(image_encoder):
     cfg = image_encoder.config
+    assert list(cfg) == ["name", "weights", "resize", "crop", "interpolation", "mean", "std", "views"]  # the cache key
     assert (cfg["resize"], cfg["crop"], cfg["interpolation"], cfg["views"]) == (256, 224, "bicubic", 1)
     assert cfg["mean"] == [127 / 255] * 3 and cfg["std"] == [128 / 255] * 3
     with pytest.raises(ValueError, match="efficientnet-lite2"):

@@ -182,3 +182,25 @@ def test_non_finite_features_stop_the_extraction_naming_the_items(corpus, tmp_pa
     with pytest.raises(ValueError, match="NaN or infinite") as e:
         F.text_features(corpus, "val", "title", NaNEncoder(), tmp_path, "fp")
     assert corpus.split("val")[1].id in str(e.value)
+
+
+def test_extract_hands_the_ablation_switches_to_the_encoders(demo_root, tmp_path, monkeypatch):
+    from cmr_utils import stages
+    built = {}
+
+    class Built(Exception):
+        pass
+
+    def image_encoder(*args):
+        built["image"] = args
+
+    def text_encoder(*args, **kwargs):
+        built["text"] = kwargs
+        raise Built  # both built: nothing to encode for this test
+
+    monkeypatch.setattr(stages, "ImageEncoder", image_encoder)
+    monkeypatch.setattr(stages, "TextEncoder", text_encoder)
+    with pytest.raises(Built):
+        stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, image_normalization="imagenet",
+                       text_windows=False, progress=False)
+    assert "imagenet" in built["image"] and built["text"]["windows"] is False

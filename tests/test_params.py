@@ -41,8 +41,10 @@ def test_a_grid_naming_its_points_changes_one_lever_at_a_time():
     assert [(p["n_bags"], p["text_layer"]) for _, p in points] == [(3, -1), (3, -2), (5, -2)]
     with pytest.raises(P.ParameterError, match="'layer'.*text_layer"):
         R.expand({"grid": {"base": {}, "layer": {"text_layer": "last"}}}, "ablation.yaml")
-    with pytest.raises(P.ParameterError, match="folder names"):
-        R.expand({"grid": {"../up": {"text_layer": -2}}}, "ablation.yaml")
+    assert R.expand({"grid": {"base": None}}, "ablation.yaml") == [("base", {})]  # `base:` with nothing after it
+    for name in ("../up", "index.html", 1, True):  # YAML reads 1 and on as int and bool: they would be renamed
+        with pytest.raises(P.ParameterError, match="folder names"):
+            R.expand({"grid": {name: {"text_layer": -2}}}, "ablation.yaml")
     for mixed in ({"base": {}, "text_layer": [-2]}, [{"text_layer": -2}]):
         with pytest.raises(P.ParameterError, match="point names mapped"):
             R.expand({"grid": mixed}, "ablation.yaml")
