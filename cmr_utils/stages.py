@@ -21,7 +21,7 @@ from .io import key, save_csv, save_json
 from .models import LINEAR, NESTED, OWN_PARAMS, Moments, SharedSpace, fit_cached, moments_cached
 from .models import load as load_model
 from .cluster import run as cluster_run
-from .results import CONFIG_COLUMNS, chosen
+from .results import CONFIG_COLUMNS, chosen, cv_means, ranked
 from .results import load as load_results
 from .retrieval import evaluate as evaluate_bags
 from .retrieval import protocols
@@ -342,6 +342,15 @@ def _entry(run_dir, config) -> dict:
     """The models.json entry of a configuration (text kind, model, shrinkage, latent dim)."""
     keys = ("text_kind", "model", "shrinkage", "latent_dim")
     return next(e for e in _read(run_dir, "models.json") if all(e[k] == config[k] for k in keys))
+
+
+def kfold_ranking(run_dir, select: str = "kfold", top: int = 10) -> pd.DataFrame:
+    """The ``top`` configurations by image→recipe medR (then R@10) averaged over the k folds of train+val,
+    best (the chosen one) first, with the spread over folds; a line saying so when the choice was on val."""
+    if select != "kfold":
+        return pd.DataFrame({"k-fold cross-validation": ["not run: the configuration was chosen on val"]})
+    cv = pd.read_csv(Path(run_dir) / "kfold.csv")
+    return ranked(cv_means(cv)).head(top).reset_index(drop=True).round(2)
 
 
 def query_summary(run_dir) -> pd.DataFrame:

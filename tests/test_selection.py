@@ -68,5 +68,9 @@ def test_evaluate_by_kfold_against_val_and_the_refit_rows(run):
     train_fit = chosen[(chosen.split == "test") & (chosen.fit_on == "train")]
     assert train_fit.n_pairs.tolist() == refit.n_pairs.tolist() == [80, 80]
     assert by_cv.shape[0] == results.shape[0]
+    ranking = stages.kfold_ranking(run, top=3)  # what the report shows: the chosen configuration first
+    assert len(ranking) == 3 and ranking.medr.is_monotonic_increasing
+    assert (ranking.iloc[0][CV_KEYS] == chosen.iloc[0][CV_KEYS]).all()
+    assert "chosen on val" in stages.kfold_ranking(run, select="val").iloc[0, 0]  # a stale kfold.csv is not shown
     with pytest.raises(ValueError, match="select"):
         stages.evaluate(run, select="test")
