@@ -1,6 +1,6 @@
 """The run's ``index.html``, the page people share: the headline result first, then the tables.
 
-Headline (the configuration chosen on val, its test numbers beside the paper's configuration),
+Headline (the configuration chosen on val or by k-fold, its test numbers beside the paper's configuration),
 the best configuration per text kind, the paper's Tables 1 and 2, every result in one
 interactive table (itables, its JavaScript inlined so the page works offline), and provenance.
 Pages are rendered from ``cmr_utils/templates``.

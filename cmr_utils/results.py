@@ -55,8 +55,8 @@ def chosen(results: pd.DataFrame, select_by: str = "medr", cv: pd.DataFrame | No
 
 
 def chosen_rows(results: pd.DataFrame) -> pd.DataFrame:
-    """The chosen configuration's rows as a reader follows them: val (which chose it), test, then test
-    of its refit on train+val."""
+    """The chosen configuration's rows as a reader follows them: val, test, then test of its refit on
+    train+val."""
     df = results[results.chosen]
     return df.iloc[np.lexsort([df.fit_on != "train", df.split != "val"])]
 

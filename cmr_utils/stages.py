@@ -21,7 +21,7 @@ from .io import key, save_csv, save_json
 from .models import LINEAR, NESTED, OWN_PARAMS, Moments, SharedSpace, fit_cached, moments_cached
 from .models import load as load_model
 from .cluster import run as cluster_run
-from .results import CONFIG_COLUMNS, chosen, cv_means, ranked
+from .results import CONFIG_COLUMNS, CV_KEYS, chosen, cv_means, ranked
 from .results import load as load_results
 from .retrieval import evaluate as evaluate_bags
 from .retrieval import protocols
@@ -297,8 +297,8 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
                               "latent_dim": e["latent_dim"], "score": score, "fold": f, "protocol": label,
                               "n_pairs": len(held), **r}
                              for score in scores for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_)]
-    cv = pd.DataFrame(rows)
-    save_csv(Path(run_dir) / "kfold.csv", cv.round(4))
+    cv = pd.DataFrame(rows).round(4)  # the numbers kfold.csv keeps: the choice and the report rank the same ones
+    save_csv(Path(run_dir) / "kfold.csv", cv)
     return cv
 
 
@@ -349,8 +349,10 @@ def kfold_ranking(run_dir, select: str = "kfold", top: int = 10) -> pd.DataFrame
     best (the chosen one) first, with the spread over folds; a line saying so when the choice was on val."""
     if select != "kfold":
         return pd.DataFrame({"k-fold cross-validation": ["not run: the configuration was chosen on val"]})
-    cv = pd.read_csv(Path(run_dir) / "kfold.csv")
-    return ranked(cv_means(cv)).head(top).reset_index(drop=True).round(2)
+    ranking = ranked(cv_means(pd.read_csv(Path(run_dir) / "kfold.csv"))).head(top).reset_index(drop=True)
+    metrics = ranking.columns.difference(CV_KEYS)
+    ranking[metrics] = ranking[metrics].round(2)
+    return ranking
 
 
 def query_summary(run_dir) -> pd.DataFrame:

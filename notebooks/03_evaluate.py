@@ -20,7 +20,8 @@
 # bags. Protocols: `1k` and `10k` are 10 bags of that many pairs; `full` ranks the whole split
 # at once (also used when a split is smaller than a bag). Test is ranked at every protocol; val,
 # which only chooses, at its main one (its smallest bag). The configuration with the best
-# image→recipe medR on **val** is marked `chosen`; its test row is the headline number.
+# image→recipe medR on **val** (or, with `select="kfold"`, averaged over k folds of train+val)
+# is marked `chosen`; its test row is the headline number.
 #
 # The paper's `correlation` score centres each latent vector across its components, so it
 # depends on each component's sign, which CCA leaves arbitrary. Every solver here flips each
@@ -64,7 +65,8 @@ R.chosen_rows(results)[cols].round(2)
 # ## How k-fold cross-validation ranked the configurations
 # With `select="kfold"`: every configuration refitted on k − 1 folds of train+val and ranking the
 # held-out fold's recipes; image→recipe medR and recalls averaged over the folds (`*_std`: their
-# spread), best first. The first row is the chosen configuration.
+# spread), best first: the first row is the chosen configuration. Each fold ranks its own share
+# of train+val's recipes at once, so these medRs are on another scale than val's or test's.
 
 # %%
 stages.kfold_ranking(run_dir, select=select)
@@ -72,7 +74,8 @@ stages.kfold_ranking(run_dir, select=select)
 # %% [markdown]
 # ## The paper's configuration against the one chosen on val, per text kind
 # Paper: plain CCA, 50 latent dimensions, correlation score. Chosen: lowest val medR for that
-# text kind. Test split, image→recipe.
+# text kind (on val even where `select="kfold"` chose the run's configuration, which may then
+# differ). Test split, image→recipe.
 
 # %%
 plots.paper_vs_chosen(results)
