@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+MLFLOW := $(VENV)/.mlflow
 PARAMS ?= params/demo.yaml
 RUN    ?= $(basename $(notdir $(PARAMS)))
 ARGS   ?=
@@ -12,7 +13,7 @@ SCALE  ?= 1
 KERNELSPEC := $(VENV)/share/jupyter/kernels/cmr/kernel.json
 LABCONFIG  := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: env report share synthetic test lab clean
+.PHONY: env mlflow report share synthetic test lab clean
 
 env: $(STAMP) $(KERNELSPEC) $(LABCONFIG)
 
@@ -20,6 +21,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
+# the optional extra for --set tracking_uri=... (pyproject's [mlflow]), pinned; the tests log to MLflow, so make test installs it
+mlflow: $(MLFLOW)
+
+$(MLFLOW): $(STAMP) requirements-mlflow.txt
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-mlflow.txt -c requirements.txt
 	touch $@
 
 $(KERNELSPEC): $(STAMP)
@@ -38,11 +46,14 @@ synthetic: $(STAMP)
 share: $(STAMP)
 	$(BIN)/python -m cmr_utils.share reports/$(RUN)
 
-test: env
+test: env $(MLFLOW)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# as root (a container, a cloud notebook box) JupyterLab refuses to start without --allow-root
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_ARGS ?=
 lab: env
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(AS_ROOT) $(LAB_ARGS)
 
 clean:
 	rm -rf reports/*/ reports/*.zip cache/

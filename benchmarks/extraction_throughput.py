@@ -1,11 +1,19 @@
-"""Extraction throughput against the encoders' pure forward throughput, and text length bucketing.
+"""Encoding throughput of every runtime × precision, side by side in one run, on real photos and texts.
 
-    python benchmarks/extraction_throughput.py [--images 512] [--texts 1024]
+    python benchmarks/extraction_throughput.py [--data DIR] [--images 96] [--texts 64]
+        [--image-encoder efficientnet-lite2] [--views 1] [--text-encoder mpnet] [--bucketing]
+        [--variants torch:float32,openvino:float32]
 
-Images: the full extraction path (files decoded and preprocessed in DataLoader workers, then the
-forward pass) against the forward pass alone on the same images already decoded into tensors,
-in the same run; the ratio is extraction img/s over forward img/s. Texts: the same texts encoded
-in length-sorted batches (the default) and in their original order.
+For each available variant (``runtimes.BACKENDS`` × ``PRECISIONS`` that this machine runs) it
+prints img/s (photos through the whole extraction path: files decoded and preprocessed in
+DataLoader workers, the network on the runtime) and seq/s (texts, tokenised and windowed), and
+- ``× torch``: the ratio to the torch float32 path (the project's reference),
+- ``/ forward``: the ratio to the same runtime's pure forward pass on the same inputs already
+  decoded into tensors (token batches): how far the input pipeline is from keeping it busy,
+- ``cos``: the mean (and least) cosine of its features with torch float32's.
+``--variants`` keeps some of them (torch float32, the reference, always comes first: a CPU
+without native bfloat16, such as an AVX2-only one, emulates torch's slowly). ``--bucketing`` adds texts encoded in their own order against length-sorted batches. The data
+defaults to the real sample in ../shared/data/epicurious-r1m (the demo corpus without it).
 """
 from __future__ import annotations
 
@@ -17,55 +25,115 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmr_utils import demo
+from cmr_utils import demo, runtimes
 from cmr_utils.data import Recipe1M
 from cmr_utils.encoders import ImageEncoder, TextEncoder, load_image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "epicurious-r1m"
+
+
+def variants(device: torch.device, keep: str | None = None) -> list[tuple[str, str]]:
+    """(backend, precision) pairs this machine can run; ``keep`` ("torch:float32,openvino:bfloat16") some."""
+    if device.type == "cuda":
+        out = [("torch", p) for p in runtimes.PRECISIONS]
+    else:
+        out = [("torch", "float32"), ("torch", "bfloat16")]
+        if runtimes._installed("openvino"):
+            out += [("openvino", "float32"), ("openvino", "bfloat16")]
+        if runtimes._installed("onnxruntime"):
+            out += [("onnxruntime", "float32")]
+    wanted = {tuple(v.split(":")) for v in keep.split(",")} | {("torch", "float32")} if keep else set(out)
+    return [v for v in out if v in wanted]
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def images(paths, args, cache) -> list[dict]:
+    rows, reference = [], None
+    for backend, precision in variants(runtimes.device_of(), args.variants):
+        enc = ImageEncoder(args.image_encoder, batch_size=32, num_workers=args.workers, views=args.views,
+                           backend=backend, precision=precision, cache_dir=cache)
+        enc.encode(paths[:32], progress=False)  # warm-up (and conversion, once)
+        seconds, (X, failed) = timed(enc.encode, paths, False)
+        ok = [i for i in range(len(paths)) if i not in failed]
+        batches = [torch.stack([enc.transform(load_image(paths[i])) for i in ok[s:s + 32]]).flatten(0, 1).numpy()
+                   for s in range(0, len(ok), 32)]
+        forward, _ = timed(lambda: [enc.run(x) for x in batches])
+        reference = X[ok] if reference is None else reference
+        rows.append(row("images", backend, precision, len(paths) / seconds, len(ok) / forward, X[ok], reference))
+    return rows
+
+
+def texts(items, args, cache) -> list[dict]:
+    rows, reference = [], None
+    for backend, precision in variants(runtimes.device_of(), args.variants):
+        enc = TextEncoder(args.text_encoder, batch_size=32, backend=backend, precision=precision, cache_dir=cache)
+        enc.encode(items[:8], progress=False)
+        seconds, T = timed(enc.encode, items, False)
+        ids = enc.tokenizer(items, add_special_tokens=False, verbose=False)["input_ids"]
+        windows = sorted((w for t in ids for w in enc.windows(t)), key=len)
+        batches = []
+        for s in range(0, len(windows), 32):
+            chunk = windows[s:s + 32]
+            x = np.full((len(chunk), len(chunk[-1])), enc.tokenizer.pad_token_id, np.int64)
+            mask = np.zeros_like(x)
+            for k, w in enumerate(chunk):
+                x[k, :len(w)], mask[k, :len(w)] = w, 1
+            batches.append((x, mask))
+        forward, _ = timed(lambda: [enc.run(x, m) for x, m in batches])
+        reference = T if reference is None else reference
+        rows.append(row("texts", backend, precision, len(items) / seconds, len(items) / forward, T, reference))
+    if args.bucketing:
+        enc = TextEncoder(args.text_encoder, batch_size=32, cache_dir=cache)
+        plain, _ = timed(enc.encode, items, False, False)
+        sorted_, _ = timed(enc.encode, items, False, True)
+        print(f"texts, {enc.config['backend']}: bucketed {sorted_:.1f} s, in their own order {plain:.1f} s "
+              f"({plain / sorted_:.2f}x; same vectors)")
+    return rows
+
+
+def row(what, backend, precision, rate, forward, X, reference) -> dict:
+    cos = cosines(X, reference)
+    return {"what": what, "variant": f"{backend} {precision}", "rate": rate, "forward": forward,
+            "cos": cos.mean(), "least": cos.min()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=512)
-    ap.add_argument("--texts", type=int, default=1024)
+    ap.add_argument("--data", type=Path, default=SHARED if (SHARED / "layer1.json").exists() else None)
+    ap.add_argument("--images", type=int, default=96)
+    ap.add_argument("--texts", type=int, default=64)
+    ap.add_argument("--image-encoder", default="efficientnet-lite2")
+    ap.add_argument("--views", type=int, default=1)
+    ap.add_argument("--text-encoder", default="mpnet")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--bucketing", action="store_true")
+    ap.add_argument("--variants", help="backend:precision pairs, comma-separated (default: every available one)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = demo.generate(Path(tmp) / "demo", n_recipes=max(args.images, args.texts), seed=0, progress=False)
+        root = args.data or demo.generate(Path(tmp) / "demo", n_recipes=max(args.images, args.texts), seed=0,
+                                          progress=False)
         ds = Recipe1M(root)
-        recipes = [r for s in ("train", "val", "test") for r in ds.split(s)]
-        paths = [ds.image_path(r.partition, im) for r in recipes for im in r.images][: args.images]
-
-        enc = ImageEncoder(num_workers=args.workers, batch_size=32)
-        enc.encode(paths[:64], progress=False)  # warm-up
-        t0 = time.perf_counter()
-        enc.encode(paths, progress=False)
-        full = len(paths) / (time.perf_counter() - t0)
-        batches = [torch.stack([enc.transform(load_image(p)) for p in paths[i:i + 32]])
-                   for i in range(0, len(paths), 32)]
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            for x in batches:
-                enc.model(x.contiguous(memory_format=torch.channels_last))
-        forward = len(paths) / (time.perf_counter() - t0)
-        print(f"images ({enc.name}, {torch.get_num_threads()} torch threads, {args.workers} workers): "
-              f"extraction {full:.1f} img/s, forward only {forward:.1f} img/s, ratio {full / forward:.2f}")
-
-        texts = [r.text("all") for r in recipes][: args.texts]
-        shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "epicurious-r1m"
-        if (shared / "layer1.json").exists():  # real recipes vary in length far more than the demo's
-            texts = [r.text("all") for r in Recipe1M(shared).recipes.values()][: args.texts]
-        tenc = TextEncoder("minilm", batch_size=32)
-        tenc.encode(texts[:64], progress=False)
-        times = {}
-        for bucket in (True, False):
-            t0 = time.perf_counter()
-            out = tenc.encode(texts, progress=False, bucket=bucket)
-            times[bucket] = time.perf_counter() - t0
-            times[bucket, "out"] = out
-        assert np.allclose(times[True, "out"], times[False, "out"], atol=1e-4)
-        lengths = [len(ids) for ids in tenc.tokenizer(texts, truncation=True, max_length=512)["input_ids"]]
-        print(f"texts ({len(texts)}, tokens median {int(np.median(lengths))}, max {max(lengths)}): "
-              f"bucketed {times[True]:.1f} s, unbucketed {times[False]:.1f} s, "
-              f"speed-up {times[False] / times[True]:.2f}x (same vectors)")
+        recipes = [r for r in ds.split("train") if r.images]
+        paths = [ds.image_path("train", r.images[0]) for r in recipes][:args.images]
+        items = [r.text("all") for r in recipes][:args.texts]
+        rows = images(paths, args, tmp) + texts(items, args, tmp)
+    print(f"\n{root}: {len(paths)} photos ({args.image_encoder}, {args.views} view(s)), {len(items)} texts "
+          f"({args.text_encoder}, kind 'all'); {torch.get_num_threads()} threads, device {runtimes.device_of()}")
+    print(f"{'':7} {'variant':22} {'rate/s':>8} {'× torch':>8} {'/ forward':>9} {'cos mean':>9} {'least':>9}")
+    for what in ("images", "texts"):
+        base = next(r["rate"] for r in rows if r["what"] == what)
+        for r in (r for r in rows if r["what"] == what):
+            print(f"{what:7} {r['variant']:22} {r['rate']:8.2f} {r['rate'] / base:8.2f} {r['rate'] / r['forward']:9.2f} "
+                  f"{r['cos']:9.6f} {r['least']:9.6f}")
 
 
 if __name__ == "__main__":

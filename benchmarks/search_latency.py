@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from cmr_utils.search import Gallery
+from cmr_utils.models import SharedSpace
+from cmr_utils.search import Gallery, _read_gallery, _write_gallery
 
 
 def main() -> None:
@@ -33,14 +33,15 @@ def main() -> None:
     index = pd.DataFrame({"recipe_id": [f"{i:010x}" for i in range(args.n)], "image_id": "",
                           "title": [f"synthetic recipe number {i}" for i in range(args.n)],
                           "path": [f"/data/recipe1m/images/test/a/b/c/d/{i:010x}.jpg" for i in range(args.n)]})
-    state = {"config": {"text_kind": "title", "score": "cosine"}, "space": None, "encoders": {},
-             "photos": unit(rng.normal(size=(args.n, args.dim))), "recipes": unit(rng.normal(size=(args.n, args.dim))),
-             "index": index}
+    space = SharedSpace("ridge", args.dim).fit(rng.normal(size=(4 * args.dim, 2 * args.dim)),
+                                               rng.normal(size=(4 * args.dim, 2 * args.dim)))
+    built = Gallery(None, {"text_kind": "title", "score": "cosine"}, space, {},
+                    unit(rng.normal(size=(args.n, args.dim))), unit(rng.normal(size=(args.n, args.dim))), index)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "title.joblib"
-        joblib.dump(state, path)
+        path = Path(tmp) / "title.npz"
+        _write_gallery(path, built, "key")
         t0 = time.perf_counter()
-        gallery = Gallery(None, **joblib.load(path))
+        gallery = _read_gallery(None, path, "key")
         load = time.perf_counter() - t0
     queries = gallery.photos[: args.queries]
     gallery.top(queries[0], args.k)

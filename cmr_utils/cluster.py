@@ -5,14 +5,21 @@ N worker processes on this machine, each with an equal share of the cores) or a 
 address such as ``"tcp://host:8786"`` (an existing cluster, e.g. one dask-jobqueue started on
 SLURM). Tasks are independent pieces of a stage (a shard of features, a chunk of pairs' moments,
 a configuration's evaluation) whose results are combined here, in task order, so the result
-does not depend on where or in which order the tasks ran.
+does not depend on where or in which order the tasks ran. Tasks whose numbers reach the results
+do their BLAS arithmetic on one thread: a GEMM's rounding depends on how many threads split it,
+and a worker of ``local:2`` has one where this process has all the cores.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
+
+from threadpoolctl import threadpool_limits
 
 from .progress import bar
 
@@ -76,19 +83,60 @@ def describe(client) -> dict:
             "threads": sum(w["nthreads"] for w in info["workers"].values()), "dashboard": client.dashboard_link}
 
 
+def cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by OMP_NUM_THREADS (a Dask worker's share)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(n, int(os.environ.get("OMP_NUM_THREADS") or n)))
+
+
+def _in_threads(fn: Callable, tasks: list[tuple], threads: int) -> Iterator:
+    """``fn(*t)`` for each task, in task order, on ``threads`` threads, each on one BLAS thread (set here: the
+    BLAS's thread count is one setting for the process, which threadpoolctl leaves to the thread that
+    holds it); at most twice ``threads`` results wait to be taken."""
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        pending = collections.deque()
+        for t in tasks:
+            pending.append(pool.submit(fn, *t))
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+TOPIC = "cmr-progress"  # workers' per-item progress, forwarded by the scheduler to the client's bar
+_advance: Callable[[int], None] | None = None  # in this process: the running task's share of the bar
+
+
+def advance(n: int) -> None:
+    """Called by a task as it goes (items done since the last call): the stage's bar moves within a task,
+    in this process or, through the scheduler, from a Dask worker."""
+    if _advance is not None:
+        _advance(n)
+        return
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):  # not inside a task
+        return
+    worker.log_event(TOPIC, {"key": str(worker.get_current_task()), "n": int(n)})
+
+
 def run(fn: Callable, tasks: list[tuple], client=None, desc: str = "", weights: list[int] | None = None,
-        progress: bool = True, combine: Callable | None = None):
+        progress: bool = True, combine: Callable | None = None, threads: int = 1):
     """``[fn(*t) for t in tasks]`` in task order, on the cluster's workers when ``client`` is given.
 
     Tasks must be independent and idempotent: a task whose worker dies is run again elsewhere
     (the scheduler's own retry); an error raised by a task stops the stage. ``combine``
     folds the results in task order as they arrive (``combine(total, result)``, the first result
     starting the total) and only the total is returned, so large partial results are not all
-    held at once and the total does not depend on which task finished first. ``weights``
-    (e.g. items per task) drive the progress bar.
+    held at once and the total does not depend on which task finished first. Without a client,
+    ``threads`` tasks run at once in this process (for tasks that release the GIL). ``weights``
+    (e.g. items per task) drive the progress bar; a task that calls ``advance`` (one at a time in this
+    process) moves it as it goes, and the rest of its weight is counted when it ends.
     """
+    global _advance
     weights = weights or [1] * len(tasks)
-    out, total = [], None
+    out, total, moved = [], None, [0] * len(tasks)
 
     def take(i, result):
         nonlocal total
@@ -97,21 +145,44 @@ def run(fn: Callable, tasks: list[tuple], client=None, desc: str = "", weights: 
         else:
             total = result if i == 0 else combine(total, result)
 
-    with bar(total=sum(weights), desc=desc, disable=not progress or not tasks) as b:
+    with bar(total=sum(weights), desc=desc, disable=not progress or not tasks, smoothing=0.1) as b:
+        def step(i, n):
+            n = min(n, weights[i] - moved[i])  # a retried task reports its items again
+            moved[i] += n
+            b.update(n)
+
+        def finish(i):
+            step(i, weights[i] - moved[i])
+
         if client is None:
-            for i, (t, w) in enumerate(zip(tasks, weights)):
-                take(i, fn(*t))
-                b.update(w)
+            if threads <= 1:
+                for i, t in enumerate(tasks):
+                    _advance = functools.partial(step, i)
+                    try:
+                        take(i, fn(*t))
+                    finally:
+                        _advance = None
+                    finish(i)
+            else:
+                for i, r in enumerate(_in_threads(fn, tasks, threads)):
+                    take(i, r)
+                    finish(i)
         else:
             from distributed import as_completed
             futures = client.map(fn, *zip(*tasks), pure=False) if tasks else []
             order = {f.key: i for i, f in enumerate(futures)}
-            done, nxt = {}, 0
-            for f in as_completed(futures):
-                done[order[f.key]] = f
-                b.update(weights[order[f.key]])
-                while nxt in done:
-                    take(nxt, done.pop(nxt).result())
-                    futures[nxt] = None  # release the worker's copy
-                    nxt += 1
+            by_name = {str(k): i for k, i in order.items()}
+            client.subscribe_topic(TOPIC, lambda event: by_name.get(event[1]["key"]) is not None and step(
+                by_name[event[1]["key"]], event[1]["n"]))
+            try:
+                done, nxt = {}, 0
+                for f in as_completed(futures):
+                    done[order[f.key]] = f
+                    finish(order[f.key])
+                    while nxt in done:
+                        take(nxt, done.pop(nxt).result())
+                        futures[nxt] = None  # release the worker's copy
+                        nxt += 1
+            finally:
+                client.unsubscribe_topic(TOPIC)
     return out if combine is None else total

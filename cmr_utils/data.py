@@ -5,6 +5,7 @@ real, imperfect download says what it skipped instead of crashing or silently sh
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +18,7 @@ from .io import file_digest
 SPLITS = ("train", "val", "test")
 TEXT_KINDS = ("title", "ingredients", "instructions", "all")
 UNSAFE_ID = "unsafe image id (path separator or '..')"
+OUTSIDE = "image file links outside the data folder"
 
 try:
     _ijson = ijson.get_backend("yajl2_c")
@@ -50,8 +52,11 @@ class Recipe1M:
     """A Recipe1M-layout folder: recipes with their image ids, and the entries that were dropped.
 
     ``skipped`` is a DataFrame (stage, id, reason) of entries of the wrong shape or without id,
-    duplicate recipes, layer2 entries without a recipe, recipes without images, and listed images
-    whose id is not a plain file name or whose file is missing; an entry without a usable id is
+    duplicate recipes, duplicate or orphan layer2 entries, recipes without images, and listed images
+    whose id is not a plain file name, that are listed twice (each photo is one pair, with its first
+    recipe), whose file is missing, or whose file is a link leading out of the data folder and out of
+    the folder its split's ``images/<split>`` resolves to (split folders linked in from another disk
+    are fine; a single photo linking elsewhere is not read); an entry without a usable id is
     named ``<entry N>`` (its index in the file). With ``ingredients="detected"``
     the ingredients text is Recipe1M's ``det_ingrs.json`` (the ingredient names it marks valid,
     e.g. "penne" for "1 pound penne pasta, cooked") instead of the raw lines. ``need_files``
@@ -71,6 +76,7 @@ class Recipe1M:
                     "images/<partition>/a/b/c/d/<image id>; set data_dir to such a folder "
                     "(or leave it empty for the embedded demo corpus).")
         skipped: list[tuple[str, str, str]] = []
+        self._inside, self._real_dirs = {}, {}  # split -> its allowed folders, resolved; folder -> resolved
         self.recipes: dict[str, Recipe] = {}
         for n, r in enumerate(iter_json_array(self.root / "layer1.json")):
             rid, why = _entry_problem(n, r, "recipe", title=str, ingredients=list, instructions=list)
@@ -86,24 +92,37 @@ class Recipe1M:
                 ingredients=[t for t in (_text(x) for x in r.get("ingredients") or []) if t],
                 instructions=[t for t in (_text(x) for x in r.get("instructions") or []) if t],
                 partition=r["partition"])
+        listed, owner = set(), {}  # recipes with a layer2 entry; image id -> the recipe it pairs with
         for n, entry in enumerate(iter_json_array(self.root / "layer2.json")):
             rid, why = _entry_problem(n, entry, "layer2 entry", images=list)
             recipe = self.recipes.get(rid)
             if not why and recipe is None:
                 why = "layer2 entry for a recipe not in layer1"
+            if not why and rid in listed:
+                why = "duplicate layer2 entry"
             if why:
                 skipped.append(("layer2", rid, why))
                 continue
+            listed.add(rid)
             for im in entry.get("images") or []:
                 image_id = im.get("id") if isinstance(im, dict) else None
                 if not isinstance(image_id, str) or not image_id:
                     skipped.append(("layer2", rid, "image entry without an id"))
                 elif _unsafe(image_id):
                     skipped.append(("image", image_id, UNSAFE_ID))
-                elif not need_files or self.image_path(recipe.partition, image_id).is_file():
+                elif image_id in owner:
+                    skipped.append(("image", image_id, "image listed twice for its recipe" if owner[image_id] == rid
+                                    else f"image already listed for recipe {owner[image_id]}"))
+                elif not need_files:
                     recipe.images.append(image_id)
-                else:
+                    owner[image_id] = rid
+                elif not self.image_path(recipe.partition, image_id).is_file():
                     skipped.append(("image", image_id, "image file missing"))
+                elif self._leaves(recipe.partition, image_id):
+                    skipped.append(("image", image_id, OUTSIDE))
+                else:
+                    recipe.images.append(image_id)
+                    owner[image_id] = rid
         for r in self.recipes.values():
             if not r.images:
                 skipped.append(("layer1", r.id, "recipe has no image"))
@@ -128,6 +147,19 @@ class Recipe1M:
             names = [_text(x) for x in entry.get("ingredients") or []]
             recipe.ingredients = [n for n, ok in zip(names, entry.get("valid") or []) if ok and n]
         skipped += [("det_ingrs", rid, "no detected ingredients entry") for rid in self.recipes if rid not in seen]
+
+    def _leaves(self, partition: str, image_id: str) -> bool:
+        """Whether the photo's file resolves outside the data root and outside its split's folder (resolved).
+
+        Folders are resolved once each and a file only when it is a link: a few system calls per photo.
+        """
+        path = self.image_path(partition, image_id)
+        if partition not in self._inside:
+            self._inside[partition] = (os.path.realpath(self.root), os.path.realpath(self.root / "images" / partition))
+        if path.parent not in self._real_dirs:
+            self._real_dirs[path.parent] = os.path.realpath(path.parent)
+        real = os.path.realpath(path) if path.is_symlink() else os.path.join(self._real_dirs[path.parent], image_id)
+        return not any(real.startswith(folder + os.sep) for folder in self._inside[partition])
 
     def image_path(self, partition: str, image_id: str) -> Path:
         """root/images/<partition>/a/b/c/d/<image id>; ids come from the JSON, so one that is not a

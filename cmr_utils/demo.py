@@ -2,9 +2,13 @@
 
 Each photo is drawn from its recipe (ingredients as coloured shapes, the dish as the
 vessel and layout, the cooking method as tint and texture), so text and image share
-real signal, while random placement, backgrounds, noise and overlapping ingredient sets
-keep retrieval from being trivial. Generation is deterministic in ``seed`` and needs no
-download, so the demo flows through exactly the same loader as Recipe1M.
+real signal. What makes retrieval hard, as on real photos: recipes are variations of a few
+dozen shared dishes (the same vessel, method and main ingredients), so many look alike;
+a photo shows only some of its ingredients, with a garnish that is not in the recipe, under
+its own light, table, framing and camera noise; and the text names an ingredient by one of
+its synonyms, with titles that sometimes name no ingredient at all. Generation is
+deterministic in ``seed`` and needs no download, so the demo flows through exactly the same
+loader as Recipe1M.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from .io import atomic_dir, locked
 from .progress import bar as progress_bar
 
-VERSION = 1  # bump when the output of generate() changes
+VERSION = 2  # bump when the output of generate() changes
 IMAGE_SIZE = 256
 
 # name: (RGB colour, shape drawn on the photo)
@@ -41,6 +45,29 @@ INGREDIENTS = {
     "black olive": ((45, 45, 35), "circle"), "red onion": ((170, 80, 150), "ring"),
     "garlic": ((240, 238, 215), "dots"), "cream": ((252, 250, 240), "ellipse"),
     "raspberry": ((220, 40, 110), "dots"), "kale": ((25, 80, 45), "leaf"),
+}
+
+# how the text may name an ingredient (the first is its canonical name)
+SYNONYMS = {
+    "tomato": ["tomato", "roma tomatoes", "cherry tomatoes"], "strawberry": ["strawberry", "strawberries"],
+    "red pepper": ["red pepper", "red bell pepper", "capsicum"], "beet": ["beet", "beetroot"],
+    "carrot": ["carrot", "baby carrots"], "pumpkin": ["pumpkin", "butternut squash", "squash"],
+    "lemon": ["lemon", "lemon zest", "meyer lemon"], "corn": ["corn", "sweet corn", "corn kernels"],
+    "cheddar cheese": ["cheddar cheese", "sharp cheddar", "grated cheese"], "banana": ["banana", "ripe bananas"],
+    "egg": ["egg", "large eggs", "egg yolks"], "potato": ["potato", "yukon gold potatoes", "spuds"],
+    "rice": ["rice", "basmati rice", "arborio rice"], "pasta": ["pasta", "penne", "spaghetti"],
+    "bread": ["bread", "sourdough", "baguette"], "chicken": ["chicken", "chicken thighs", "chicken breast"],
+    "beef": ["beef", "ground beef", "sirloin"], "pork": ["pork", "pork shoulder", "pork loin"],
+    "salmon": ["salmon", "salmon fillet"], "shrimp": ["shrimp", "prawns"],
+    "mushroom": ["mushroom", "cremini mushrooms", "button mushrooms"],
+    "chocolate": ["chocolate", "dark chocolate", "cocoa"], "spinach": ["spinach", "baby spinach"],
+    "basil": ["basil", "fresh basil leaves"], "broccoli": ["broccoli", "broccoli florets"],
+    "peas": ["peas", "green peas", "sweet peas"], "avocado": ["avocado", "hass avocado"],
+    "cucumber": ["cucumber", "english cucumber"], "blueberry": ["blueberry", "blueberries", "wild blueberries"],
+    "eggplant": ["eggplant", "aubergine"], "black olive": ["black olive", "kalamata olives"],
+    "red onion": ["red onion", "shallot"], "garlic": ["garlic", "garlic cloves"],
+    "cream": ["cream", "heavy cream", "creme fraiche"], "raspberry": ["raspberry", "raspberries"],
+    "kale": ["kale", "lacinato kale", "greens"],
 }
 
 # dish: (vessel drawn, words used in titles)
@@ -73,7 +100,9 @@ FILLER = [
     "Garnish as desired.", "Adjust the seasoning.", "Serve warm.",
     "Stir occasionally so nothing sticks.", "Preheat everything you need before starting.",
 ]
+TITLE_WORDS = ["Easy", "Weeknight", "Sunday", "Rustic", "Classic", "Family", "Summer", "Winter", "Quick", "Homestyle"]
 SPLITS = (("train", 0.55), ("val", 0.1), ("test", 0.35))  # 3000 recipes: 1,050 test, so 1k bags differ
+N_DISHES = 40  # the shared dishes every recipe is a variation of
 _HEX = np.array(list("0123456789abcdef"))
 
 
@@ -85,12 +114,13 @@ def generate(root: str | Path, n_recipes: int = 3000, seed: int = 0, progress: b
     n_val = int(round(n_recipes * SPLITS[1][1]))
     partitions = ["train"] * n_train + ["val"] * n_val + ["test"] * (n_recipes - n_train - n_val)
     ids = _unique_hex(rng, 2 * n_recipes + n_recipes * 3)
+    bases = _bases(rng)
     recipe_seeds = rng.integers(0, 2**63, size=n_recipes)
     layer1, layer2 = [], []
     with atomic_dir(root) as tmp:
         for i in progress_bar(range(n_recipes), desc="demo corpus", disable=not progress, unit="recipe"):
             r = np.random.default_rng(recipe_seeds[i])
-            recipe = _recipe(r)
+            recipe = _recipe(r, bases)
             rid = ids[i]
             layer1.append({
                 "id": rid, "title": recipe["title"], "partition": partitions[i],
@@ -134,29 +164,45 @@ def _unique_hex(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
-def _recipe(r: np.random.Generator) -> dict:
+def _bases(rng: np.random.Generator) -> list[dict]:
+    """The shared dishes: a dish, a method and three main ingredients each, common ones more often."""
     names = list(INGREDIENTS)
-    dish = list(DISHES)[r.integers(len(DISHES))]
-    method = list(METHODS)[r.integers(len(METHODS))]
-    chosen = [names[j] for j in r.choice(len(names), size=r.integers(3, 7), replace=False)]
+    return [{"dish": list(DISHES)[rng.integers(len(DISHES))], "method": list(METHODS)[rng.integers(len(METHODS))],
+             "main": [names[j] for j in rng.choice(len(names), size=3, replace=False)],
+             "weight": 1 / (k + 5)} for k in range(N_DISHES)]
+
+
+def _recipe(r: np.random.Generator, bases: list[dict]) -> dict:
+    """A variation of a shared dish: most of its main ingredients, one to three of its own, now and then
+    another method; the text names each ingredient by one of its synonyms."""
+    weights = np.array([b["weight"] for b in bases])
+    base = bases[r.choice(len(bases), p=weights / weights.sum())]
+    names = list(INGREDIENTS)
+    dish = base["dish"]
+    method = base["method"] if r.random() < 0.8 else list(METHODS)[r.integers(len(METHODS))]
+    main = [n for n in base["main"] if r.random() < 0.85] or base["main"][:1]
+    extra = [n for n in names if n not in main]
+    chosen = main + [extra[j] for j in r.choice(len(extra), size=r.integers(1, 4), replace=False)]
     amounts = r.uniform(0.3, 1.0, size=len(chosen))
     order = np.argsort(-amounts)
     chosen = [chosen[j] for j in order]
     amounts = amounts[order]
-    _, words, = DISHES[dish]
+    said = {n: SYNONYMS[n][r.integers(len(SYNONYMS[n]))] for n in chosen}
+    words = DISHES[dish][1]
     word = words[r.integers(len(words))]
     adjective = METHODS[method][3]
-    title = f"{adjective} {chosen[0].title()} and {chosen[1].title()} {word}"
-    if r.random() < 0.3:
-        title = f"{chosen[0].title()} {word} with {chosen[2].title()}"
+    first, second = said[chosen[0]].title(), said[chosen[1]].title()
+    title = [f"{adjective} {first} and {second} {word}", f"{first} {word} with {second}",
+             f"{TITLE_WORDS[r.integers(len(TITLE_WORDS))]} {first} {word}",
+             f"{TITLE_WORDS[r.integers(len(TITLE_WORDS))]} {adjective} {word}"][r.choice(4, p=[0.4, 0.25, 0.2, 0.15])]
     lines = [
-        f"{1 + int(a * 3)} {UNITS[r.integers(len(UNITS))]} {PREPS[r.integers(len(PREPS))]} {name}"
+        f"{1 + int(a * 3)} {UNITS[r.integers(len(UNITS))]} {PREPS[r.integers(len(PREPS))]} {said[name]}"
         for name, a in zip(chosen, amounts)
     ]
     verb = METHODS[method][4].format(t=int(r.integers(5, 60)))
     steps = [
-        f"Prepare the {chosen[0]} and the {chosen[1]}.",
-        f"Combine with the {', '.join(chosen[2:]) or 'rest'} in a {DISHES[dish][0]}.",
+        f"Prepare the {said[chosen[0]]} and the {said[chosen[1]]}.",
+        f"Combine with the {', '.join(said[n] for n in chosen[2:]) or 'rest'} in a {DISHES[dish][0]}.",
         verb + ".",
     ]
     steps += list(r.choice(FILLER, size=r.integers(1, 4), replace=False))
@@ -197,9 +243,12 @@ def _render(recipe: dict, r: np.random.Generator) -> Image.Image:
     else:  # plate
         d.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], fill=(248, 248, 248), outline=(180, 180, 180), width=2)
         area = rad * 0.8
-    for name, amount in zip(recipe["ingredients"], recipe["amounts"]):
+    shown = [(n, a) for n, a in zip(recipe["ingredients"], recipe["amounts"]) if r.random() < 0.75]
+    garnish = [n for n in INGREDIENTS if n not in recipe["ingredients"]]
+    shown += [(garnish[j], 0.2) for j in r.choice(len(garnish), size=r.integers(0, 3), replace=False)]
+    for name, amount in shown:
         colour, shape = INGREDIENTS[name]
-        for _ in range(int(2 + amount * 9)):
+        for _ in range(int(1 + amount * 6)):
             a, rr = r.uniform(0, 2 * np.pi), area * np.sqrt(r.uniform(0, 1))
             _shape(d, shape, cx + rr * np.cos(a), cy + rr * np.sin(a), s * r.uniform(0.03, 0.06), colour, r)
     tint, strength, blur, _, _ = METHODS[recipe["method"]]
@@ -207,9 +256,12 @@ def _render(recipe: dict, r: np.random.Generator) -> Image.Image:
         for k in range(-3, 4):
             x = cx + k * rad * 0.25
             d.line([x - rad * 0.3, cy - rad * 0.7, x + rad * 0.3, cy + rad * 0.7], fill=(40, 25, 15), width=4)
-    arr = np.asarray(img, dtype=np.float32)
-    arr = arr * (1 - strength) + np.array(tint, dtype=np.float32) * strength
-    arr += r.normal(0, 8, size=arr.shape)
+    zoom = r.uniform(0.7, 1.0) * s  # the photo's framing: a random crop, back to full size
+    x0, y0 = r.uniform(0, s - zoom, size=2)
+    img = img.resize((s, s), Image.BILINEAR, box=(x0, y0, x0 + zoom, y0 + zoom))
+    light = r.uniform(0.75, 1.25, size=3).astype(np.float32)  # the light's colour and brightness
+    arr = np.asarray(img, dtype=np.float32) * ((1 - strength) * light) + np.array(tint, np.float32) * strength * light
+    arr += r.normal(0, r.uniform(4, 20), size=arr.shape)  # the camera's noise
     out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     if blur:
         out = out.filter(ImageFilter.GaussianBlur(blur))

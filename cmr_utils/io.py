@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -49,6 +51,19 @@ def _beside(dest: str | Path) -> Path:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     return dest.with_name(f".{dest.name}.{secrets.token_hex(4)}{dest.suffix}")
+
+
+def clean_temporaries(dest: str | Path) -> None:
+    """Remove what killed writers of ``dest`` left beside it (``atomic_file``/``atomic_dir`` temporaries).
+
+    Call it only while holding ``locked(dest)``: every writer of ``dest`` holds that lock, so no
+    temporary of a live writer can be there.
+    """
+    dest = Path(dest)
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.[0-9a-f]{{8}}{re.escape(dest.suffix)}")
+    for p in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
+        if pattern.fullmatch(p.name):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
 
 
 def _group_readable(path: Path) -> None:
@@ -194,12 +209,50 @@ def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()[:16]
 
 
+_DIGESTS: dict[str, str] = {}  # "path|size|mtime_ns" -> digest: this process's memo of content_hash
+
+
+def content_hash(path: str | Path, cache_dir: str | Path | None = None) -> str:
+    """A short SHA-256 of a file's bytes, or of a folder's files (relative paths and bytes): weights replaced
+    under the same name change every cache key and stamp that holds it.
+
+    Each file's digest is memoised by (path, size, mtime) in this process and, with ``cache_dir``, in
+    ``<cache_dir>/hashes.json``, so a rerun reads no weights again.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    memo_file = Path(cache_dir) / "hashes.json" if cache_dir else None
+    memo = {}
+    if memo_file is not None and memo_file.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            memo = json.loads(memo_file.read_text())
+    parts, new = [], False
+    for f in files:
+        st = f.stat()
+        stamp = f"{f}|{st.st_size}|{st.st_mtime_ns}"
+        digest = _DIGESTS.get(stamp) or memo.get(stamp)
+        if not isinstance(digest, str):
+            with open(f, "rb") as fh:
+                digest, new = hashlib.file_digest(fh, "sha256").hexdigest()[:16], True
+        _DIGESTS[stamp] = memo[stamp] = digest
+        parts.append((f.relative_to(path).as_posix(), digest))
+    if new and memo_file is not None:
+        with contextlib.suppress(OSError):  # a read-only shared cache: hash again next time
+            save_json(memo_file, memo)
+    return parts[0][1] if path.is_file() else key(parts)
+
+
 def check_finite(X: np.ndarray, what: str, ids) -> None:
     """Raise ValueError naming ``what`` and the first ids whose rows hold NaN or infinite values.
 
     A NaN that reaches retrieval would rank as a hit, so non-finite values stop the run where they enter.
     """
-    bad = ~np.isfinite(np.asarray(X)).reshape(len(X), -1).all(1)
+    X = np.asarray(X)
+    if X.size == 0:  # no rows (a round whose photos all failed), or rows of no values: nothing to check
+        return
+    bad = ~np.isfinite(X).reshape(len(X), -1).all(1)
     if bad.any():
         first = [ids[i] for i in np.flatnonzero(bad)[:5]]
         raise ValueError(f"{what}: {int(bad.sum())} of {len(X)} rows contain NaN or infinite values, e.g. {first}")

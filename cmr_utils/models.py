@@ -19,16 +19,19 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
+import json
+
 import numpy as np
 from sklearn.base import BaseEstimator
+from threadpoolctl import threadpool_limits
 
 from . import cluster
-from .io import atomic_file, key, locked
+from .io import atomic_file, clean_temporaries, key, locked
 
-VERSION = 7  # bump when fitted models change meaning (3: one sign convention; 4: feature maps, contrastive;
+VERSION = 9  # bump when fitted models change meaning (3: one sign convention; 4: feature maps, contrastive;
 # 5: cca and ridge solved from moments, nested models stored whole; 6: moments know their precision;
-# 7: a feature constant to that precision keeps scale 1)
+# 7: a feature constant to that precision keeps scale 1; 8: stored as npz + JSON, not pickled;
+# 9: moments' products on one BLAS thread, stable_digits_)
 MODELS = ("cca", "ridge", "exact", "kernel", "contrastive")
 LINEAR = ("cca", "ridge", "exact")  # solved from the pairs' moments alone (``fit_moments``)
 # what each model reads beyond model, n_components, shrinkage and standardize: its own config, in the cache key
@@ -47,7 +50,8 @@ class SharedSpace(BaseEstimator):
     weights are in the units of the input features, standardisation folded in) or, for ``kernel``,
     the view's Nyström map. ``n_components`` is capped by the rank the data allows (None: all
     it allows); ``n_components_`` says what was used. ``corrs_`` are the correlations of the latent components
-    on the training pairs (used by the weighted score).
+    on the training pairs (used by the weighted score). ``stable_digits_`` (solvers from moments)
+    are the significant digits of the latent vectors that rounding of the moments cannot change.
     """
 
     def __init__(self, model: str = "ridge", n_components: int | None = 50, shrinkage: float = 0.5,
@@ -108,9 +112,11 @@ class SharedSpace(BaseEstimator):
         return tuple(None if V is None else self._project(i, V) for i, V in enumerate((X, Y)))
 
     def _project(self, i: int, V) -> np.ndarray:
+        """Latent vectors, on one BLAS thread: the same bits in this process and on a Dask worker."""
         F, c = (V if self.maps_[i] is None else _Mapped(V, self.maps_[i])), self.chunk_size
-        return np.concatenate([(np.asarray(F[s:s + c], np.float64) - self.means_[i]) @ self.weights_[i]
-                               for s in range(0, max(len(V), 1), c)])
+        with threadpool_limits(1, user_api="blas"):
+            return np.concatenate([(np.asarray(F[s:s + c], np.float64) - self.means_[i]) @ self.weights_[i]
+                                   for s in range(0, max(len(V), 1), c)])
 
     def _validate(self) -> None:
         if self.model not in MODELS:
@@ -159,6 +165,7 @@ class SharedSpace(BaseEstimator):
         (Cxx, dx, ex), (Cyy, dy, ey) = m.scaled("x", scale), m.scaled("y", scale)
         Cxy = m.Cxy / np.outer(dx, dy)
         Wx, Wy = _whitener(ex, shrinkage, self.pca, m.eps), _whitener(ey, shrinkage, self.pca, m.eps)
+        self.stable_digits_ = _stable_digits((Wx, Wy), m.eps)
         U, _, Vt = np.linalg.svd(Wx.T @ Cxy @ Wy, full_matrices=False)
         k = int(min(self.n_components or U.shape[1], U.shape[1], m.n - 1))
         wx, wy = Wx @ U[:, :k], Wy @ Vt[:k].T
@@ -310,7 +317,7 @@ class Moments:
 
     @classmethod
     def load(cls, path: str | Path) -> "Moments":
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return cls(int(z["n"]), *(z[k] for k in ("mx", "my", "Cxx", "Cyy", "Cxy")), eps=float(z["eps"]))
 
 
@@ -318,9 +325,11 @@ def covariances(X, Y, chunk_size: int = 8192, client=None, progress: bool = Fals
     """Means and (n-1)-normalised covariances of X, Y and their cross-covariance, in float64, and the dtype
     of the products (whose precision bounds the covariance spectrum the solver trusts).
 
-    A chunked map-reduce: tasks of ``TASK_CHUNKS`` chunks each sum their rows' products and the
-    sums are added in task order, so the result does not depend on where tasks ran; with a Dask
-    ``client`` (X and Y ``features.Rows`` views) they run on its workers. Rows are read
+    A chunked map-reduce whose every sum is fixed by n and ``chunk_size`` alone: tasks of
+    ``TASK_CHUNKS`` chunks each add their chunks' products in float64 in chunk order, on one
+    BLAS thread, and the tasks' sums are added in task order as they arrive; so the result is
+    the same bits whether the tasks ran here (on this process's cores, as threads) or, with a
+    Dask ``client`` (X and Y ``features.Rows`` views), on its workers. Rows are read
     ``chunk_size`` at a time (features on disk are never loaded whole) and centred on the first
     chunk's mean, which keeps the sums well conditioned; float32 features are multiplied in
     float32 (the BLAS's fastest) and accumulated across chunks in float64.
@@ -342,7 +351,7 @@ def covariances(X, Y, chunk_size: int = 8192, client=None, progress: bool = Fals
         client = None
         tasks = [(X, Y, a, b, shift_x, shift_y, dtype, chunk_size) for a, b in spans]
     sums = cluster.run(_sums, tasks, client, f"moments of {n:,} pairs", [b - a for a, b in spans], progress,
-                       combine=lambda t, r: [u + v for u, v in zip(t, r)])
+                       combine=lambda t, r: [u + v for u, v in zip(t, r)], threads=cluster.cores())
     sx, sy, Sxx, Syy, Sxy = sums
     ax, ay = sx / n, sy / n
     Cxx = (Sxx - n * np.outer(ax, ax)) / (n - 1)
@@ -360,14 +369,15 @@ def _sums(X, Y, lo: int, hi: int, shift_x, shift_y, dtype, chunk_size: int) -> l
     sx, sy = np.zeros(p), np.zeros(q)
     Sxx, Syy, Sxy = np.zeros((p, p)), np.zeros((q, q)), np.zeros((p, q))
     sx_, sy_ = shift_x.astype(dtype), shift_y.astype(dtype)
-    for s in range(lo, hi, chunk_size):
-        e = min(s + chunk_size, hi)
-        a, b = _centred(X[s:e], sx_, dtype), _centred(Y[s:e], sy_, dtype)
-        sx += a.sum(0, dtype=np.float64)
-        sy += b.sum(0, dtype=np.float64)
-        Sxx += a.T @ a
-        Syy += b.T @ b
-        Sxy += a.T @ b
+    with threadpool_limits(1, user_api="blas"):  # a GEMM's rounding depends on the threads that split it
+        for s in range(lo, hi, chunk_size):
+            e = min(s + chunk_size, hi)
+            a, b = _centred(X[s:e], sx_, dtype), _centred(Y[s:e], sy_, dtype)
+            sx += a.sum(0, dtype=np.float64)
+            sy += b.sum(0, dtype=np.float64)
+            Sxx += a.T @ a
+            Syy += b.T @ b
+            Sxy += a.T @ b
     return [sx, sy, Sxx, Syy, Sxy]
 
 
@@ -398,6 +408,13 @@ class Nystroem:
         lam, U = np.linalg.eigh(np.exp(-self.gamma * d2))
         keep = lam > 1e-6 * lam.max()
         self.proj = U[:, keep] / np.sqrt(lam[keep])
+
+    @classmethod
+    def restored(cls, gamma: float, mean, std, landmarks, proj) -> "Nystroem":
+        """The map as ``to_arrays`` stored it."""
+        f = cls.__new__(cls)
+        f.gamma, f.mean, f.std, f.landmarks, f.proj = gamma, mean, std, landmarks, proj
+        return f
 
     def __call__(self, V) -> np.ndarray:
         Z = (np.asarray(V, np.float64) - self.mean) / self.std
@@ -431,6 +448,18 @@ def _whitener(eig: tuple[np.ndarray, np.ndarray], shrinkage: float, pca: int | N
     keep = rank if pca is None else min(rank, pca)
     lam, V = lam[p - keep:], V[:, p - keep:]
     return V / np.sqrt((1.0 - shrinkage) * lam + shrinkage)
+
+
+def _stable_digits(whiteners, eps: float) -> int:
+    """Significant digits of the solution that a relative rounding ``eps`` in the moments cannot change.
+
+    Whitening amplifies a relative error in a covariance by up to the condition number of the
+    shrunk covariance it inverts (largest over smallest eigenvalue kept, i.e. over the whitener's
+    squared column norms): plain CCA on few pairs for the dimension has none left, so its ranks may
+    differ in near-ties on another machine's BLAS, though not between runs on one machine.
+    """
+    cond = max(float(norms.max() / norms.min()) for norms in ((W * W).sum(0) for W in whiteners))
+    return max(0, int(np.floor(-np.log10(cond * eps))))
 
 
 def _scales(C: np.ndarray, how: str, eps: float) -> np.ndarray:
@@ -482,21 +511,57 @@ def fit_cached(cache_dir: str | Path, X_key, Y_key, X, Y, moments=None, **params
     k = params.get("n_components")
     if params["model"] in NESTED:
         params = {**params, "n_components": None}
-    path = Path(cache_dir) / "models" / f"{key(X_key, Y_key, params, VERSION)}.joblib"
+    path = Path(cache_dir) / "models" / f"{key(entry_key(X_key), entry_key(Y_key), params, VERSION)}.npz"
     if not path.exists():
         with locked(path):
             if not path.exists():
+                clean_temporaries(path)
                 est = SharedSpace(**params)
                 est = est.fit_moments(moments()) if moments is not None and est.model in LINEAR else est.fit(X, Y)
-                with atomic_file(path) as tmp:
-                    joblib.dump(est, tmp)
+                with atomic_file(path) as tmp, open(tmp, "wb") as f:
+                    np.savez(f, **to_arrays(est))
     return load(path, k), path
 
 
+def entry_key(entry):
+    """What a feature entry holds, whatever path reached it: its folder's name, the content key of what
+    produced it (``features.cached``); a list for pairs that span several entries."""
+    return [entry_key(e) for e in entry] if isinstance(entry, (list, tuple)) else Path(entry).name
+
+
 def load(path: str | Path, n_components: int | None = None) -> SharedSpace:
-    """A cached model, cut to its first ``n_components`` if it is ``NESTED``."""
-    est = joblib.load(path)
+    """A cached model, cut to its first ``n_components`` if it is ``NESTED``; read without unpickling (a cache
+    others can write must not run code in this run)."""
+    with np.load(path, allow_pickle=False) as z:
+        est = from_arrays(dict(z))
     return est.head(n_components) if n_components is not None and est.model in NESTED else est
+
+
+def to_arrays(est: SharedSpace, prefix: str = "") -> dict[str, np.ndarray]:
+    """A fitted space as plain arrays (its parameters and scalars as one JSON string): ``np.savez`` stores them and
+    ``from_arrays`` rebuilds the space, with nothing pickled."""
+    arrays = {"means0": est.means_[0], "means1": est.means_[1], "weights0": est.weights_[0],
+              "weights1": est.weights_[1], "corrs": est.corrs_}
+    scalars = {"params": est.get_params(), "maps": [None if m is None else m.gamma for m in est.maps_],
+               **{k: getattr(est, k) for k in ("best_epoch_", "temperature_", "stable_digits_") if hasattr(est, k)}}
+    for i, m in enumerate(est.maps_):
+        if m is not None:
+            arrays.update({f"map{i}_{k}": np.asarray(getattr(m, k)) for k in ("mean", "std", "landmarks", "proj")})
+    return {prefix + k: v for k, v in {**arrays, "json": np.array(json.dumps(scalars))}.items()}
+
+
+def from_arrays(arrays: dict, prefix: str = "") -> SharedSpace:
+    z = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    scalars = json.loads(str(z["json"]))
+    est = SharedSpace(**scalars["params"])
+    est.means_, est.weights_, est.corrs_ = [z["means0"], z["means1"]], [z["weights0"], z["weights1"]], z["corrs"]
+    est.maps_ = [None if gamma is None else Nystroem.restored(gamma, *(z[f"map{i}_{k}"] for k in ("mean", "std", "landmarks", "proj")))
+                 for i, gamma in enumerate(scalars["maps"])]
+    for k in ("best_epoch_", "temperature_", "stable_digits_"):
+        if k in scalars:
+            setattr(est, k, scalars[k])
+    est.n_components_ = est.weights_[0].shape[1]
+    return est
 
 
 def moments_cached(cache_dir: str | Path, X_key, Y_key, X, Y, client=None, progress: bool = True) -> Moments:
@@ -505,9 +570,10 @@ def moments_cached(cache_dir: str | Path, X_key, Y_key, X, Y, client=None, progr
     Standardisation and shrinkage are applied by the solver, so one entry serves every linear
     model of a sweep.
     """
-    path = Path(cache_dir) / "moments" / f"{key(X_key, Y_key, VERSION)}.npz"
+    path = Path(cache_dir) / "moments" / f"{key(entry_key(X_key), entry_key(Y_key), VERSION)}.npz"
     if not path.exists():
         with locked(path):
             if not path.exists():
+                clean_temporaries(path)
                 Moments.of(X, Y, client=client, progress=progress).save(path)
     return Moments.load(path)

@@ -272,7 +272,8 @@ def photos_for_recipe(galleries: dict, queries, k: int = 5):
     fig = plt.figure(figsize=(1.5 * k + 0.5, (1.5 * len(kinds) + 0.35) * len(queries)), layout="constrained")
     for b, (sub, q) in enumerate(zip(np.atleast_1d(fig.subfigures(len(queries), 1)), queries)):
         sub.set_facecolor("0.94" if b % 2 else "white")
-        sub.suptitle(f"“{first.index.title[q]}” →", fontsize=10, fontweight="bold", x=0.02, ha="left")
+        sub.suptitle(f"“{_shown(first.index.title[q])}” →", fontsize=10, fontweight="bold", x=0.02, ha="left",
+                     **AS_WRITTEN)
         for row, kind in zip(sub.subplots(len(kinds), k, squeeze=False), kinds):
             g = galleries[kind]
             for ax, i in zip(row, g.top(g.recipes[q], k, "photos")[0][0]):
@@ -300,7 +301,7 @@ def arithmetic_examples(galleries: dict, swaps, k: int = 4):
         left, right = sub.subfigures(1, 2, width_ratios=[1.4, k + 2])
         ax = left.subplots()
         _photo(ax, first.index.path[q], _caption(first.index.title[q], 26))
-        ax.set_title(f"− “{a}”\n+ “{b}”", fontsize=10, fontweight="bold")
+        ax.set_title(f"− “{a}”\n+ “{b}”", fontsize=10, fontweight="bold", **AS_WRITTEN)
         axes = right.subplots(len(kinds), k + 1, squeeze=False, width_ratios=[1] * k + [2])
         for row, kind in zip(axes, kinds):
             g = galleries[kind]
@@ -311,9 +312,12 @@ def arithmetic_examples(galleries: dict, swaps, k: int = 4):
             recipes = "\n".join(textwrap.shorten(_shown(g.index.title[i]), 34, placeholder="…")
                                  for i in g.top(z, 3, "recipes")[0][0])
             row[-1].axis("off")
-            row[-1].text(0, 0.5, "nearest recipes:\n" + recipes, fontsize=7.5, va="center")
+            row[-1].text(0, 0.5, "nearest recipes:\n" + recipes, fontsize=7.5, va="center", **AS_WRITTEN)
             row[0].set_ylabel(kind, fontsize=9, fontweight="bold")
     return fig
+
+
+AS_WRITTEN = {"parse_math": False}  # text from the data: "$5 Pasta for $2 each" is not maths, "($$)" no error
 
 
 def _caption(title: str, width: int = 20) -> str:
@@ -335,8 +339,8 @@ def _photo(ax, path: str, caption: str = "", true: bool = False) -> None:
     except ValueError as e:
         ax.set_facecolor("0.88")
         ax.text(0.5, 0.5, f"no photo\n({e})", ha="center", va="center", fontsize=7, color="0.35",
-                transform=ax.transAxes)
+                transform=ax.transAxes, **AS_WRITTEN)
     ax.set(xticks=[], yticks=[])
-    ax.set_xlabel(caption, fontsize=7, color="darkgreen" if true else "black")
+    ax.set_xlabel(caption, fontsize=7, color="darkgreen" if true else "black", **AS_WRITTEN)
     for spine in ax.spines.values():
         spine.set(visible=true, color="limegreen", linewidth=4)

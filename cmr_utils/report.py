@@ -7,9 +7,12 @@ Pages are rendered from ``cmr_utils/templates``.
 """
 from __future__ import annotations
 
+import html
 import json
 import platform
+import shutil
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -28,6 +31,37 @@ CONFIG_LABELS = {"point": "grid point", "text_kind": "text kind", "features": "f
                  "shrinkage": "shrinkage", "latent_dim": "latent dim", "score": "score"}
 
 
+COMPLETE, PREVIOUS = ".complete", "previous"  # a run folder's mark of a finished run, and where its report is kept
+
+
+def keep_previous(run_dir: Path) -> None:
+    """Before a run rewrites ``run_dir``: copy its report, if the last run there finished, to ``previous/``, so a
+    run that fails later leaves it readable (``settle`` drops the copy once the new run finishes)."""
+    from .share import linked
+    mark = run_dir / COMPLETE
+    if not mark.exists():
+        return
+    keep = run_dir / PREVIOUS
+    shutil.rmtree(keep, ignore_errors=True)
+    finished = time.strftime("%Y-%m-%d %H:%M", time.localtime(mark.stat().st_mtime))
+    for f in linked(run_dir.resolve()):
+        dest = keep / f.relative_to(run_dir.resolve())
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dest)
+    page = keep / "index.html"
+    page.write_text(page.read_text().replace("<body>", f"<body>\n<p class='banner'>The previous complete report, "
+                                             f"from {finished}, kept while a later run on this folder failed: "
+                                             "<a href='../index.html'>that run</a>.</p>", 1))
+    mark.unlink()
+
+
+def settle(run_dir: Path, ok: bool) -> None:
+    """After a run: a finished one is marked complete and needs no kept copy; a failed one keeps it."""
+    if ok:
+        shutil.rmtree(run_dir / PREVIOUS, ignore_errors=True)
+        (run_dir / COMPLETE).touch()
+
+
 def write_index(run_dir: Path, steps: list[dict], params: dict, ran_on: dict | None = None) -> Path:
     """Write ``run_dir/index.html`` from the step log, the parameters and ``results.csv`` if present.
 
@@ -36,7 +70,8 @@ def write_index(run_dir: Path, steps: list[dict], params: dict, ran_on: dict | N
     run_dir = Path(run_dir)
     results = R.load(run_dir) if (run_dir / "results.csv").exists() and steps else None
     return _write(run_dir, f"cmr run: {run_dir.name}", results, steps=steps, params=params,
-                  space=(run_dir / "space.html").exists(), provenance=_provenance(run_dir), ran_on=ran_on or {})
+                  space=(run_dir / "space.html").exists(), provenance=_provenance(run_dir), ran_on=ran_on or {},
+                  skipped=(run_dir / "skipped.csv").exists(), previous=(run_dir / PREVIOUS / "index.html").exists())
 
 
 POINT_SPLITS, POINT_METRICS = ("val", "test"), ("medr", "r10")  # a grid point's numbers in the index
@@ -67,7 +102,8 @@ def _write(run_dir: Path, title: str, results: pd.DataFrame | None, **context) -
     page = T.render("index.html.j2", title=title, results_rows=None if results is None else len(results),
                     chosen_by=chosen_by,
                     itables_init=generate_init_offline_itables_html(itables.options.dt_bundle),
-                    **{"steps": None, "points": None, "space": False, "ran_on": {}, **context})
+                    **{"steps": None, "points": None, "space": False, "ran_on": {}, "skipped": False, "previous": False,
+                       **context})
     save_text(run_dir / "index.html", page)
     return run_dir / "index.html"
 
@@ -106,13 +142,18 @@ def _interactive(results: pd.DataFrame) -> str:
     the columns a reader compares first, the rest after."""
     first = [c for c in ("point", "text_kind", "features", "model", "shrinkage", "latent_dim", "score", "split",
                          "protocol", "direction", "fit_on", "medr", "r1", "r5", "r10", "chosen") if c in results]
-    df = results[first + [c for c in results if c not in first]]
-    return itables.to_html_datatable(
-        df.round(2), connected=False, table_id="results", showIndex=False, maxBytes=0, scrollX=True,
+    df = results[first + [c for c in results if c not in first and not c.endswith("_bags")]]  # per-bag: for compare
+    same = {c: df[c].iloc[0] for c in df if c not in ("chosen", "medr", "r1", "r5", "r10") and df[c].nunique() == 1}
+    note = ("<p class='muted'>The same in every row: " + ", ".join(f"{c.replace('_', ' ')} <code>{html.escape(str(v))}"
+            "</code>" for c, v in same.items()) + ".</p>") if same else ""
+    df = df.drop(columns=list(same)).rename(columns=lambda c: c.replace("_", " "))  # fits a laptop's width
+    return note + itables.to_html_datatable(
+        df.round(2), connected=False, table_id="results", showIndex=False, maxBytes=0,
         pageLength=25, lengthMenu=[10, 25, 100, {"label": "All", "value": -1}],
         layout={"topStart": "pageLength", "topEnd": "search", "bottomStart": "info", "bottomEnd": "paging"},
-        columnControl=["order", "searchDropdown"], ordering={"indicators": False, "handler": False},
-        classes="display compact nowrap cell-border", display_logo_when_loading=False)
+        columnControl=[{"target": 0, "content": []}, {"target": 1, "content": ["order", "searchDropdown"]}],
+        ordering={"indicators": False, "handler": False},
+        classes="display compact cell-border", display_logo_when_loading=False)
 
 
 def _point_row(p: dict, results: pd.DataFrame | None) -> dict:

@@ -5,6 +5,9 @@ seeded bags, so a split's protocols are the same for every row. Each split has o
 protocol (its smallest bag, else the whole split): model selection, tables and figures compare
 rows at that protocol only, never a mix. ``fit_on`` says which pairs fitted a row's model:
 'train' for every configuration, 'train+val' for the chosen one's refit, ranked on test only.
+``stable_digits``: significant digits of the row's latent vectors that another machine's
+rounding cannot change (``models._stable_digits``; empty for the contrastive head); in-process
+and on a Dask cluster of one machine, every digit is the same.
 """
 from __future__ import annotations
 

@@ -32,13 +32,14 @@ from pathlib import Path
 import yaml
 from filelock import FileLock, Timeout
 
-from . import kernel, render, stamps
+from . import kernel, preflight, render, stamps
+from . import runs_page, tracking
 from .cluster import connect, describe
 from . import params as P
 from .grid import expand
 from .io import save_text
 from .pipeline import NOTEBOOKS, declared
-from .report import write_grid_index, write_index
+from .report import keep_previous, settle, write_grid_index, write_index
 from .share import pack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,10 +53,23 @@ def run(params_file: str | Path, overrides: list[str] = (), name: str | None = N
     Raises RuntimeError naming the failed notebook (or the failed grid points) after every
     point has run and the index is written. ``share`` packs a successful run into one zip.
     """
-    points = expand(P.load(params_file, overrides), str(params_file))
-    run_dir = (Path(reports_dir) / (name or Path(params_file).stem)).resolve()
-    with _claim(run_dir), _cluster(points) as (points, ran_on):
-        _run(points, run_dir, show_code, jobs, ran_on)
+    run_dir = run_folder(reports_dir, name or Path(params_file).stem)
+    params = P.load(params_file, overrides)
+    tracking_uri = tracking.check(params.pop("tracking_uri", None))  # the runner's, not a notebook's parameter
+    given = {k: params[k] for k in (o.partition("=")[0].strip() for o in overrides) if k not in ("grid", "tracking_uri")}
+    P.check(given, declared(), "--set")  # a mistake on the command line is blamed there, not on the file
+    points = expand(params, str(params_file))
+    found = list(dict.fromkeys(p for _, point in points for p in preflight.problems(point)))
+    if found:  # before the run folder is touched: its last report stays as it was
+        raise P.ParameterError("; ".join(found) + f" (nothing ran; {run_dir.name} is unchanged)")
+    with _claim(run_dir, Path(reports_dir).resolve()), _cluster(points) as (points, ran_on):
+        try:
+            _run(points, run_dir, show_code, jobs, ran_on)
+        finally:  # a failed run is listed and logged too, as failed
+            print(f"[cmr] runs: {runs_page.write(reports_dir)}", flush=True)
+            if tracking_uri:
+                rid = tracking.log(tracking_uri, run_dir, [label for label, _ in points if label])
+                print(f"[cmr] logged to MLflow at {tracking_uri}: run {rid}", flush=True)
         if share:
             print(f"[cmr] shared: {pack(run_dir)}", flush=True)
     return run_dir
@@ -103,25 +117,60 @@ def _cluster(points: list[tuple[str, dict]]):
         yield [(label, {**p, "cluster": client.scheduler.address}) for label, p in points], ran_on
 
 
+def run_folder(reports_dir: str | Path, name: str) -> Path:
+    """``reports_dir/name``, resolved; a name that would leave ``reports_dir`` (absolute, '.', '..', a link out)
+    is a ParameterError."""
+    root = Path(reports_dir).resolve()
+    parts = re.split(r"[/\\]", str(name))
+    run_dir = (root / name).resolve()
+    if Path(name).is_absolute() or any(p in ("", ".", "..") for p in parts) or not run_dir.is_relative_to(root):
+        raise P.ParameterError(f"--name {name!r}: a run's name is a folder inside {root} (e.g. 'demo' or 'grid/point'): "
+                               "not an absolute path, and no '.', '..' or empty part")
+    return run_dir
+
+
 @contextlib.contextmanager
-def _claim(run_dir: Path):
-    """Hold ``run_dir/.lock`` (which names this process) for the whole run: a second run on the same folder
-    stops at once rather than interleave its files with ours."""
+def _claim(run_dir: Path, root: Path | None = None):
+    """Hold ``run_dir/.lock`` (which names this process) for the whole run: a second run on the same folder, or on
+    a folder inside or around it (up to ``root``), stops at once rather than interleave its files with ours."""
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(run_dir / ".lock", blocking=False, on_acquired=_own)
     try:
         lock.acquire()
     except Timeout:
-        pid = "?"
-        with contextlib.suppress(OSError):
-            pid = (run_dir / ".lock").read_text().strip() or pid
-        shown = run_dir.relative_to(Path.cwd()) if run_dir.is_relative_to(Path.cwd()) else run_dir
-        raise RuntimeError(f"{shown} is in use by another run (pid {pid}); "
-                           "wait for it or pick another --name") from None
+        raise RuntimeError(_in_use(run_dir, run_dir)) from None
+    around = [a / ".lock" for a in run_dir.parents if root is None or (a.is_relative_to(root) and a != root)]
+    busy = next((f.parent for f in [*around, *run_dir.rglob(".lock")]
+                 if f != run_dir / ".lock" and f.is_file() and _held(f)), None)
+    if busy is not None:
+        lock.release()
+        raise RuntimeError(_in_use(run_dir, busy))
     try:
         yield
     finally:
         lock.release()
+
+
+def _held(lock_file: Path) -> bool:
+    """Whether another run holds ``lock_file`` now."""
+    lock = FileLock(lock_file, blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:  # not ours to lock (read-only): no run of ours holds it
+        return False
+    lock.release()
+    return False
+
+
+def _in_use(run_dir: Path, holder: Path) -> str:
+    pid = "?"
+    with contextlib.suppress(OSError):
+        pid = (holder / ".lock").read_text().strip() or pid
+    shown = [p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p for p in (run_dir, holder)]
+    where = "" if holder == run_dir else f", inside or around {shown[1]},"
+    return f"{shown[0]}{where} is in use by another run (pid {pid}); wait for it or pick another --name"
 
 
 def _own(fd: int) -> None:
@@ -154,6 +203,7 @@ def run_point(params: dict, run_dir: Path, show_code: bool = False, quiet: bool 
         if params.get(k):
             params[k] = str(Path(expand_path(str(params[k]))).expanduser().resolve())
     run_dir.mkdir(parents=True, exist_ok=True)
+    keep_previous(run_dir)
     params["run_dir"] = str(run_dir)
     params["cache_dir"] = params.get("cache_dir") or str(ROOT / "cache")
     shown = {**params, "cluster": ran_on["asked"]} if ran_on else params  # the value asked, not this run's address
@@ -179,7 +229,9 @@ def run_point(params: dict, run_dir: Path, show_code: bool = False, quiet: bool 
             print(f"[cmr] {nb}: {state} in {steps[-1]['seconds']:.1f} s", flush=True)
         if error is not None:
             break
+    settle(run_dir, error is None)
     write_index(run_dir, steps, shown, ran_on)
+    runs_page.record(run_dir, steps)
     return steps, error
 
 

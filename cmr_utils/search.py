@@ -1,11 +1,12 @@
 """Try a run's shared space: the nearest recipes to a photo, or the nearest photos to a text, in its test set.
 
-    python -m cmr_utils.search RUN QUERY... [--k 10] [--kind TEXT_KIND] [--to recipes|photos]
+    python -m cmr_utils.search RUN [QUERY...] [--interactive] [--k 10] [--kind TEXT_KIND] [--to recipes|photos]
 
 RUN is a run folder (or a name under reports/). A QUERY that is an existing file is a photo,
 anything else is text; a photo finds recipes and a text finds photos unless ``--to`` says
 otherwise. The space is the run's chosen configuration (``--kind``: that text kind's best on
-val). The test set's latent vectors are cached in ``RUN/search/``, so a query costs one encoder
+val). The test set's latent vectors are cached in ``RUN/search/``, and an encoder loads once per
+process (seconds; ``--interactive`` then reads queries one a line), so a query costs one encoder
 pass and one matrix product: well under a second at Recipe1M's 51k test pairs
 (benchmarks/search_latency.py).
 """
@@ -13,17 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from . import stages
 from .encoders import ImageEncoder
 from .io import atomic_file, key
+from .models import entry_key, from_arrays, to_arrays
 from .results import CONFIG_COLUMNS, best_per_kind
 from .results import load as load_results
 from .retrieval import normalize
@@ -56,16 +58,15 @@ class Gallery:
         cfg = self.encoders["image"]
         if cfg["name"] == "given":
             raise ValueError("this run uses given image features: there is no image encoder for a photo query")
-        X, failed = ImageEncoder.like(cfg, num_workers=0).encode([str(p) for p in paths], progress=False)
+        encoder = stages.encoder_like(ImageEncoder, json.dumps(cfg, sort_keys=True), num_workers=0)
+        X, failed = encoder.encode([str(p) for p in paths], progress=False)
         if failed:
             raise ValueError("; ".join(f"{paths[i]}: {why}" for i, why in failed.items()))
         return self.normalize(self.space.transform(X, None)[0])
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Normalised latent vectors of free texts; for ``concat`` the text stands for each of its parts."""
-        F = stages.embed_texts(self.run_dir, texts)
-        if self.config["text_kind"] == "concat":
-            F = np.hstack([F] * len(stages.CONCAT_PARTS))
+        F = stages.embed_texts(self.run_dir, texts, self.config["text_kind"])
         return self.normalize(self.space.transform(None, F)[1])
 
     def top(self, Z: np.ndarray, k: int = 10, to: str = "recipes") -> tuple[np.ndarray, np.ndarray]:
@@ -126,10 +127,10 @@ def load(run_dir, kind: str | None = None) -> Gallery:
         config["text_kind"] = kind
     config = {c: config[c].item() if hasattr(config[c], "item") else config[c] for c in CONFIG_COLUMNS}
     manifest = json.loads((run_dir / "features.json").read_text())
-    stamp = key(config, manifest, (run_dir / "models.json").read_text())
-    path = run_dir / "search" / f"{config['text_kind']}.joblib"
-    if path.exists() and (cached := joblib.load(path))["key"] == stamp:
-        return Gallery(run_dir, **{k: v for k, v in cached.items() if k != "key"})
+    stamp = _stamp(config, manifest, json.loads((run_dir / "models.json").read_text()))
+    path = run_dir / "search" / f"{config['text_kind']}.npz"
+    if path.exists() and (cached := _read_gallery(run_dir, path, stamp)) is not None:
+        return cached
     space, (X, Y, index) = stages.space(run_dir, config)
     photos, recipes = space.transform(X, Y)
     ds = stages.dataset(manifest)
@@ -138,9 +139,36 @@ def load(run_dir, kind: str | None = None) -> Gallery:
                          path=[str(ds.image_path(r.partition, i)) for r, i in zip(recipe, index.image_id)])
     gallery = Gallery(run_dir, config, space, manifest["encoders"], photos, recipes, index)
     gallery.photos, gallery.recipes = gallery.normalize(photos), gallery.normalize(recipes)
-    with atomic_file(path) as tmp:
-        joblib.dump({"key": stamp, **{k: v for k, v in vars(gallery).items() if k != "run_dir"}}, tmp)
+    _write_gallery(path, gallery, stamp)
     return gallery
+
+
+def _write_gallery(path: Path, g: Gallery, stamp: str) -> None:
+    """A gallery as npz + JSON (nothing pickled: whoever can write a run folder must not run code in a search)."""
+    about = {"key": stamp, "config": g.config, "encoders": g.encoders, "columns": list(g.index.columns)}
+    columns = {f"index_{c}": np.array(g.index[c].astype(str).tolist(), dtype=str) for c in g.index.columns}
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, photos=g.photos, recipes=g.recipes, about=np.array(json.dumps(about)), **columns,
+                 **to_arrays(g.space, "space_"))
+
+
+def _read_gallery(run_dir: Path, path: Path, stamp: str) -> Gallery | None:
+    """The gallery cached at ``path`` if it was made for ``stamp``, else None."""
+    with np.load(path, allow_pickle=False) as z:
+        about = json.loads(str(z["about"]))
+        if about["key"] != stamp:
+            return None
+        index = pd.DataFrame({c: z[f"index_{c}"].astype(object) for c in about["columns"]})
+        return Gallery(run_dir, about["config"], from_arrays(dict(z), "space_"), about["encoders"], z["photos"],
+                       z["recipes"], index)
+
+
+def _stamp(config: dict, manifest: dict, models: list[dict]) -> str:
+    """The key of a gallery: its configuration, and what the features and models are (their content keys),
+    not the paths that reached them; the data root stays in, as the gallery keeps its photos' paths."""
+    features = {**manifest, "image": entry_key(list(manifest["image"].values())),
+                "text": {k: entry_key(list(v.values())) for k, v in manifest["text"].items()}}
+    return key(config, features, [{**m, "path": Path(m["path"]).name} for m in models])
 
 
 def galleries(run_dir) -> dict[str, Gallery]:
@@ -158,22 +186,51 @@ def find(run_dir, queries: list[str], k: int = 10, kind: str | None = None, to: 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cmr_utils.search", description=__doc__.split("\n")[0])
     ap.add_argument("run", help="run folder, or its name under reports/")
-    ap.add_argument("queries", nargs="+", metavar="QUERY", help="a photo file or a text")
+    ap.add_argument("queries", nargs="*", metavar="QUERY", help="a photo file or a text")
     ap.add_argument("--k", type=int, default=10, help="results per query (default 10)")
     ap.add_argument("--kind", help="text kind whose best configuration on val to use (default: the chosen one)")
     ap.add_argument("--to", choices=["recipes", "photos"], help="what to find (default: the other modality)")
+    ap.add_argument("-i", "--interactive", action="store_true",
+                    help="then read one query a line until an empty line or end of input: the encoders load once")
     args = ap.parse_args(argv)
+    if not (args.queries or args.interactive):
+        ap.error("give a QUERY, or --interactive")
     run_dir = Path(args.run) if Path(args.run).is_dir() else REPORTS / args.run
     try:
         gallery = load(run_dir, args.kind)
-        found = gallery.search(args.queries, args.k, args.to)
+        ok = all([_answer(gallery, q, args.k, args.to) for q in args.queries])
     except (ValueError, FileNotFoundError) as e:
         print(f"[cmr] error: {e}", file=sys.stderr)
         return 1
-    for q, hits in zip(args.queries, found):
-        print(f"\n{q!r} → {target(q, args.to)} ({gallery.label})")
-        print(hits.assign(title=hits.title + np.where(hits.match, "  ✓", "")).drop(columns="match").to_string())
-    return 0
+    while args.interactive and (query := _ask()):
+        ok = _answer(gallery, query, args.k, args.to) and ok
+    return 0 if ok else 1
+
+
+def _ask() -> str:
+    try:
+        return input("\nquery (a photo file or a text; empty to stop)> ").strip()
+    except EOFError:
+        return ""
+
+
+def _answer(gallery: Gallery, query: str, k: int, to: str | None) -> bool:
+    """Print one query's hits (or why there are none); whether it had any."""
+    try:
+        hits = gallery.search([query], k, to)[0]
+    except ValueError as e:
+        print(f"[cmr] error: {e}", file=sys.stderr)
+        return False
+    print(f"\n{query!r} → {target(query, to)} ({gallery.label})")
+    hits = hits.assign(**{c: hits[c].map(printable) for c in ("title", "path") if c in hits})
+    print(hits.assign(title=hits.title + np.where(hits.match, "  ✓", "")).drop(columns="match").to_string())
+    return True
+
+
+def printable(text: str) -> str:
+    """Text from the data as a terminal shows it literally: control characters (escape sequences that could
+    recolour, retitle or rewrite the terminal) written as ``\\xNN`` escapes."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ as broken as it is in the folder; the run's internals (stamps, kernel spec, lock
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import zipfile
 from html.parser import HTMLParser
@@ -41,6 +42,16 @@ def pack(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "index.html").is_file():
         raise FileNotFoundError(f"{run_dir / 'index.html'} not found: is {run_dir.name} a finished run?")
+    files = linked(run_dir)
+    dest = run_dir.parent / f"{run_dir.name}.zip"
+    with atomic_file(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(files):
+            z.write(f, Path(run_dir.name) / f.relative_to(run_dir))
+    return dest
+
+
+def linked(run_dir: Path) -> set[Path]:
+    """``index.html`` and every file inside ``run_dir`` its pages reach by relative links: the report."""
     files, todo = set(), [run_dir / "index.html"]
     while todo:
         f = todo.pop()
@@ -49,20 +60,19 @@ def pack(run_dir: str | Path) -> Path:
         files.add(f)
         if f.suffix == ".html":
             todo += [(f.parent / link).resolve() for link in local_links(f)]
-    dest = run_dir.parent / f"{run_dir.name}.zip"
-    with atomic_file(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted(files):
-            z.write(f, Path(run_dir.name) / f.relative_to(run_dir))
-    return dest
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cmr_utils.share", description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", help="a run folder, e.g. reports/demo")
     args = ap.parse_args(argv)
+    from .run import _claim  # the run lock: a run writing the folder now would be packed half-written
+    run_dir = Path(args.run_dir).resolve()
     try:
-        print(f"[cmr] shared: {pack(args.run_dir)}", flush=True)
-    except OSError as e:
+        with _claim(run_dir) if run_dir.is_dir() else contextlib.nullcontext():
+            print(f"[cmr] shared: {pack(run_dir)}", flush=True)
+    except (OSError, RuntimeError) as e:
         print(f"[cmr] error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from . import demo, given, synthetic
+from . import demo, given, lexical, synthetic
 from .cluster import connect, describe
 from .data import SPLITS, TEXT_KINDS, Recipe1M
 from .encoders import ImageEncoder, TextEncoder
-from .features import Features, concat, image_features, paired, text_features
+from .features import Features, Rows, concat, image_features, paired, text_features
 from .io import key, save_csv, save_json
 from .models import LINEAR, NESTED, OWN_PARAMS, Moments, SharedSpace, fit_cached, moments_cached
 from .models import load as load_model
@@ -24,33 +26,83 @@ from .cluster import run as cluster_run
 from .results import CONFIG_COLUMNS, CV_KEYS, chosen, cv_means, ranked
 from .results import load as load_results
 from .retrieval import evaluate as evaluate_bags
-from .retrieval import protocols
+from .retrieval import BANK, protocols
 
-CONCAT_PARTS = ("title", "ingredients", "instructions")
+CONCAT_PARTS = ("title", "ingredients", "instructions")  # concat's default parts
+PROJECT = Path(__file__).resolve().parent.parent
+OUTPUTS = {"01_extract": ("features.json",), "02_fit": ("models.json",),
+           "03_evaluate": ("results.csv", "dropped.csv")}  # what each notebook hands to the next ones
+
+
+def cache_folder(cache_dir=None) -> Path:
+    """The cache a notebook uses: ``cache_dir``, or the project's ``cache/`` (the runner's), from any folder."""
+    return Path(cache_dir) if cache_dir else PROJECT / "cache"
+
+
+def run_folder(notebook: str, params: dict) -> Path:
+    """The folder a notebook run by hand reads and writes: ``params['run_dir']``, or the project's
+    ``reports/interactive`` from any working directory.
+
+    In that default folder, a notebook whose upstream outputs (``OUTPUTS``) are not there takes them from
+    the latest runner output under ``reports/`` made with this notebook's parameters (``params``, e.g.
+    the notebook's ``globals()``), so ``02_fit`` opened after ``make report`` goes on from the runner's
+    features; it says which.
+    """
+    if params.get("run_dir"):
+        return Path(params["run_dir"])
+    run_dir = PROJECT / "reports" / "interactive"
+    need = [f for nb, files in OUTPUTS.items() if nb < notebook for f in files]
+    if all((run_dir / f).exists() for f in need):
+        return run_dir
+    from .pipeline import declared
+    defaults = declared()[notebook]
+    mine = {k: params.get(k, v) for k, v in defaults.items() if k not in ("run_dir", "cache_dir", "cluster")}
+    cache = str(cache_folder(params.get("cache_dir")).resolve())
+    runs = []
+    for saved in run_dir.parent.glob("**/params.yaml"):
+        ran = yaml.safe_load(saved.read_text()) or {}
+        if saved.parent != run_dir and all((saved.parent / f).exists() for f in need) and \
+                all(ran.get(k, defaults[k]) == v for k, v in mine.items()) and ran.get("cache_dir") in (None, cache):
+            runs.append(saved.parent)
+    if runs:
+        latest = max(runs, key=lambda r: (r / need[-1]).stat().st_mtime)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for f in need:
+            shutil.copy2(latest / f, run_dir / f)
+        print(f"{', '.join(need)}: from {latest.relative_to(PROJECT)}, the latest runner output with these parameters")
+    return run_dir
 
 
 def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, synthetic_scale=None,
             text_encoder="minilm", image_encoder="efficientnet-lite0", image_weights=None, text_kinds=("title",),
             batch_size=32, num_workers=2, device=None, text_layer=None, text_pooling="mean", given_dir=None,
             ingredients="raw", image_views=1, image_normalization="own", text_windows=True, cluster=None,
-            progress=True) -> dict:
+            backend="auto", precision="float32", given_allow_pickle=False, concat_parts=CONCAT_PARTS,
+            lexical_dims=256, progress=True) -> dict:
     """Encode every split's images and texts (cached), write ``features.json`` and return it.
 
     ``data_dir`` None means the embedded demo corpus, generated once into the cache;
     ``synthetic_scale`` (1.0: Recipe1M's size) instead generates a corpus without photos whose
     given features share planted factors (``synthetic``). The text kind ``concat`` is the
-    concatenation of the title, ingredients and instructions embeddings. ``text_layer`` None
+    concatenation of the ``concat_parts`` kinds' features (title, ingredients and instructions by
+    default); the kind ``lexical`` (also a part) is a TF-IDF bag of ingredient and instruction words
+    reduced to ``lexical_dims`` components, fitted on train's text (see ``lexical``). ``text_layer`` None
     takes the text model's own layer; ``image_views`` (1, 2, 5, 10) are the crops and mirrors
     averaged into each image's features (see ``encoders``). ``image_normalization='imagenet'`` and
     ``text_windows=False`` switch off each encoder's own input handling, to measure what it brings.
     With ``given_dir``, vectors come from the user's files there (see ``given``) instead of the
-    encoders. ``cluster`` (see ``cluster``)
-    spreads the shards of every feature entry over a Dask cluster's workers.
+    encoders (pickles only with ``given_allow_pickle``). ``backend`` and ``precision`` choose the encoders'
+    runtime (see ``runtimes``). ``cluster`` (see ``cluster``) spreads the shards of every feature entry over a
+    Dask cluster's workers.
     """
-    unknown = set(text_kinds) - set(TEXT_KINDS) - {"concat"}
+    kinds = (*TEXT_KINDS, lexical.KIND)
+    unknown = set(text_kinds) - set(kinds) - {"concat"}
     if unknown:
-        raise ValueError(f"unknown text kinds {sorted(unknown)}; choose from {TEXT_KINDS + ('concat',)}")
-    base = list(dict.fromkeys(k for kind in text_kinds for k in (CONCAT_PARTS if kind == "concat" else [kind])))
+        raise ValueError(f"unknown text kinds {sorted(unknown)}; choose from {kinds + ('concat',)}")
+    if not concat_parts or set(concat_parts) - set(kinds) or len(set(concat_parts)) < len(concat_parts):
+        raise ValueError(f"concat_parts must be distinct text kinds from {kinds}, got {list(concat_parts)}")
+    concat_parts = list(concat_parts)
+    base = list(dict.fromkeys(k for kind in text_kinds for k in (concat_parts if kind == "concat" else [kind])))
     if synthetic_scale is not None:
         root = synthetic.ensure(cache_dir, synthetic_scale, demo_seed, progress)
         given_dir = given_dir or root / "given"
@@ -64,31 +116,44 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, s
             encoders = {"image": {"name": "given"}, "text": {"name": "given"}}
             image_of = lambda split: given.import_features(  # noqa: E731
                 ds, split, given.find(given_dir, f"image_{split}"), cache_dir, fingerprint, "image",
-                all_images=(split == "train"), progress=progress)
+                all_images=(split == "train"), progress=progress, allow_pickle=given_allow_pickle)
             text_of = lambda split, kind: given.import_features(  # noqa: E731
                 ds, split, given.find(given_dir, f"text_{kind}_{split}"), cache_dir, fingerprint, "text", kind,
-                progress=progress)
+                progress=progress, allow_pickle=given_allow_pickle)
         else:
             images = ImageEncoder(image_encoder, image_weights, batch_size, num_workers, device, image_views,
-                                  image_normalization)
+                                  image_normalization, backend, precision, cache_dir)
             texts = TextEncoder(text_encoder, text_layer, text_pooling, batch_size=batch_size, device=device,
-                                cache_dir=cache_dir, windows=text_windows)
+                                cache_dir=cache_dir, windows=text_windows, backend=backend, precision=precision)
             encoders = {"image": images.config, "text": texts.config}
             image_of = lambda split: image_features(  # noqa: E731
                 ds, split, images, cache_dir, fingerprint, all_images=(split == "train"), progress=progress,
                 client=client)
             text_of = lambda split, kind: text_features(  # noqa: E731
                 ds, split, kind, texts, cache_dir, fingerprint, progress, client)
+        lexical_of, lexical_model = ({}, None) if lexical.KIND not in base else \
+            lexical.features(ds, cache_dir, lexical_dims)
         manifest = {"data": {"root": str(root), "fingerprint": fingerprint, "ingredients": ingredients,
                              "photos": photos, "counts": ds.counts().reset_index().to_dict("records")},
                     "source": "given" if given_dir else "generated", "encoders": encoders,
-                    "cluster": describe(client), "image": {}, "text": {k: {} for k in text_kinds}}
+                    "cluster": describe(client), "image": {}, "text": {k: {} for k in text_kinds},
+                    "concat_parts": concat_parts}
+        if lexical_model:
+            encoders["lexical"] = lexical.config(lexical_dims)
+            manifest["lexical_model"] = str(lexical_model)
+        entries = {}  # what -> {split: entry}
         for split in SPLITS:
-            manifest["image"][split] = str(image_of(split))
-            done = {kind: str(text_of(split, kind)) for kind in base}
+            manifest["image"][split] = entries.setdefault("image", {})[split] = str(image_of(split))
+            done = {kind: str(lexical_of[split] if kind == lexical.KIND else text_of(split, kind)) for kind in base}
             for kind in text_kinds:
-                manifest["text"][kind][split] = [done[k] for k in CONCAT_PARTS] if kind == "concat" else done[kind]
+                manifest["text"][kind][split] = [done[k] for k in concat_parts] if kind == "concat" else done[kind]
+            for kind, entry in done.items():
+                if kind != lexical.KIND:  # the lexical view is computed here, never given
+                    entries.setdefault(f"text {kind}", {})[split] = entry
+        if given_dir:
+            given.check_widths(entries)
     save_json(Path(run_dir) / "features.json", manifest)
+    save_csv(Path(run_dir) / "skipped.csv", skipped_table(run_dir, ds))
     return manifest
 
 
@@ -97,10 +162,11 @@ def dataset(manifest: dict) -> Recipe1M:
     return Recipe1M(manifest["data"]["root"], manifest["data"]["ingredients"], need_files=manifest["data"]["photos"])
 
 
-def skipped_table(run_dir) -> pd.DataFrame:
-    """Everything the data layer and the encoders dropped, with the reason, from the run's manifest."""
+def skipped_table(run_dir, ds: Recipe1M | None = None) -> pd.DataFrame:
+    """Everything the data layer and the encoders dropped, with the reason, from the run's manifest (``ds``: its
+    recipes, already read)."""
     manifest = _read(run_dir, "features.json")
-    frames = [dataset(manifest).skipped.assign(split="")]
+    frames = [(ds or dataset(manifest)).skipped.assign(split="")]
     for split, path in manifest["image"].items():
         frames.append(Features.load(path).skipped.assign(stage="image encoder", split=split))
     entries = {p: split for paths in manifest["text"].values() for split, path in paths.items()
@@ -109,6 +175,14 @@ def skipped_table(run_dir) -> pd.DataFrame:
         feats = Features.load(path)
         frames.append(feats.skipped.assign(stage=f"text encoder ({feats.meta['text_kind']})", split=split))
     return pd.concat(frames, ignore_index=True)[["stage", "split", "id", "reason"]]
+
+
+QUERY_SET = "query set (evaluation)"
+
+
+def read_skipped(run_dir) -> pd.DataFrame:
+    """``skipped.csv`` (stage, split, id, reason): what extraction and evaluation left out and why, ids as written."""
+    return pd.read_csv(Path(run_dir) / "skipped.csv", dtype=str, keep_default_na=False)
 
 
 def pairs(manifest: dict, kind: str, split: str, recipes=None):
@@ -121,6 +195,20 @@ def pairs(manifest: dict, kind: str, split: str, recipes=None):
     return paired(Features.load(manifest["image"][split]), text, recipes)
 
 
+def concat_kinds(manifest: dict) -> list[str]:
+    """The text kinds ``concat`` stacks in a run, in order (a features.json from before they were a parameter:
+    the default three)."""
+    return list(manifest.get("concat_parts", CONCAT_PARTS))
+
+
+def text_encoder_name(manifest: dict, kind: str) -> str:
+    """What a text kind's features came from, as results.csv names it: the neural encoder, ``lexical``, or both
+    for a ``concat`` that stacks them."""
+    parts = concat_kinds(manifest) if kind == "concat" else [kind]
+    return " + ".join([manifest["encoders"]["text"]["name"]] * any(p != lexical.KIND for p in parts)
+                      + [lexical.KIND] * (lexical.KIND in parts))
+
+
 def query_set(manifest: dict, split: str) -> tuple[list[str], pd.DataFrame]:
     """(recipe ids, dropped) of the pairs every requested text kind is evaluated on in ``split``.
 
@@ -129,11 +217,12 @@ def query_set(manifest: dict, split: str) -> tuple[list[str], pd.DataFrame]:
     same seeded bags. ``dropped`` (split, recipe_id, reason) lists the recipes with an image
     that lack some kind's text.
     """
-    kinds = list(dict.fromkeys(k for kind in manifest["text"] for k in (CONCAT_PARTS if kind == "concat" else [kind])))
+    parts = concat_kinds(manifest)
+    kinds = list(dict.fromkeys(k for kind in manifest["text"] for k in (parts if kind == "concat" else [kind])))
     have = {}
     for kind in kinds:
         entry = manifest["text"][kind][split] if kind in manifest["text"] else \
-            manifest["text"]["concat"][split][CONCAT_PARTS.index(kind)]
+            manifest["text"]["concat"][split][parts.index(kind)]
         have[kind] = set(Features.load(entry).index.recipe_id)
     keep, dropped = [], []
     for rid in dict.fromkeys(Features.load(manifest["image"][split]).index.recipe_id):
@@ -204,14 +293,22 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
             raise ValueError(f"{split}: only {len(queries[split])} recipes have an image and every requested text "
                              "kind; retrieval needs at least two (see dropped.csv)")
     save_csv(Path(run_dir) / "dropped.csv", pd.concat(dropped, ignore_index=True))
+    query = pd.concat(dropped, ignore_index=True).rename(columns={"recipe_id": "id"}).assign(stage=QUERY_SET)
+    before = read_skipped(run_dir) if (Path(run_dir) / "skipped.csv").exists() else \
+        pd.DataFrame(columns=["stage", "split", "id", "reason"])  # features made before skipped.csv, or by hand
+    save_csv(Path(run_dir) / "skipped.csv", pd.concat([before[before.stage != QUERY_SET], query[before.columns]],
+                                                      ignore_index=True))
     data = {(kind, split): pairs(manifest, kind, split, queries[split])[:2]
             for kind in manifest["text"] for split in ("val", "test")}
+    banks = {kind: _bank([pairs(manifest, kind, "train")[:2]], seed) if _hubness(scores) else None
+             for kind in manifest["text"]}
     groups = {}  # entries that share one fitted model file: the latent dims of a nested model
     for entry in _read(run_dir, "models.json"):
         groups.setdefault(entry["path"], []).append(entry)
     main = [min(bag_sizes, key=lambda b: (b <= 0, b))]
     # test (every protocol) before val (its main one): the long tasks first, the short ones fill the tail
-    tasks = [(manifest, group, split, *data[group[0]["text_kind"], split], scores, sizes, n_bags, seed)
+    tasks = [(manifest, group, split, *data[group[0]["text_kind"], split], banks[group[0]["text_kind"]], scores,
+              sizes, n_bags, seed)
              for split, sizes in (("test", bag_sizes), ("val", main)) for group in groups.values()]
     with connect(cluster) as client:
         rows = cluster_run(_evaluate_model, tasks, client, "evaluate", [len(t[1]) for t in tasks], progress,
@@ -226,34 +323,55 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
     return df
 
 
-def _evaluate_model(manifest, group, split, X, Y, scores, bag_sizes, n_bags, seed) -> list[dict]:
-    """Rows of one fitted model's entries (its latent dims) on one split's pairs X, Y.
+def _hubness(scores) -> bool:
+    return any("+" in s for s in scores)
+
+
+def _bank(parts: list[tuple], seed: int) -> tuple:
+    """(X, Y): at most ``BANK`` of the training pairs in ``parts`` ([(X, Y), ...]), a seeded subset: the
+    queries a hubness-corrected score is normalised by. One part stays a view (``Rows``): a task
+    carries its row numbers, not its rows."""
+    sizes = [len(X) for X, _ in parts]
+    n, starts = sum(sizes), np.cumsum([0, *sizes])
+    idx = np.arange(n) if n <= BANK else np.sort(np.random.default_rng(seed).choice(n, BANK, replace=False))
+    taken = [[v.take(i) if isinstance(v, Rows) else np.asarray(v)[i] for v in part]
+             for part, lo, hi in zip(parts, starts, starts[1:]) for i in [idx[(idx >= lo) & (idx < hi)] - lo]]
+    return taken[0] if len(taken) == 1 else tuple(np.vstack([np.asarray(t[j]) for t in taken]) for j in (0, 1))
+
+
+def _evaluate_model(manifest, group, split, X, Y, bank, scores, bag_sizes, n_bags, seed) -> list[dict]:
+    """Rows of one fitted model's entries (its latent dims) on one split's pairs X, Y (``bank``: training
+    pairs for a hubness-corrected score, or None).
 
     A nested model projects the split once with all its components; a latent dim's vectors are
     the first columns, which is what the model cut to that dim gives.
     """
     full, rows = load_model(group[0]["path"]), []
     Zi, Zt = full.transform(X, Y)
+    Bi, Bt = full.transform(*bank) if bank is not None else (None, None)
     for entry in group:  # a model that is not nested has one entry
         est = full.head(entry["latent_dim"]) if full.model in NESTED else full
         k = est.n_components_
         rows += _ranked(manifest, entry, est, Zi[:, :k], Zt[:, :k], split, scores, bag_sizes, n_bags, seed,
-                        "train", projected=True)
+                        "train", projected=True, bank=None if bank is None else (Bi[:, :k], Bt[:, :k]))
     return rows
 
 
 def _ranked(manifest, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, fit_on,
-            projected=False) -> list[dict]:
-    """Rows of results.csv: one model ranking one split's pairs (or their latent vectors, ``projected``),
-    per score, protocol and direction."""
-    enc = manifest["encoders"]
+            projected=False, bank=None) -> list[dict]:
+    """Rows of results.csv: one model ranking one split's pairs (or their latent vectors, ``projected``;
+    ``bank`` likewise), per score, protocol and direction."""
+    image, text = manifest["encoders"]["image"]["name"], text_encoder_name(manifest, entry["text_kind"])
     Zi, Zt = (X, Y) if projected else est.transform(X, Y)
-    return [{"text_kind": entry["text_kind"], "features": manifest["source"], "image_encoder": enc["image"]["name"],
-             "text_encoder": enc["text"]["name"], "model": entry["model"], "shrinkage": entry["shrinkage"],
+    if bank is not None and not projected:
+        bank = est.transform(*bank)
+    return [{"text_kind": entry["text_kind"], "features": manifest["source"], "image_encoder": image,
+             "text_encoder": text, "model": entry["model"], "shrinkage": entry["shrinkage"],
              "latent_dim": entry["latent_dim"], "n_components": est.n_components_, "fit_on": fit_on, "score": score,
-             "split": split, "protocol": label, "n_pairs": len(X), **r}
+             "split": split, "protocol": label, "n_pairs": len(X), **r,
+             "stable_digits": getattr(est, "stable_digits_", None)}
             for score in scores for label, bag in protocols(bag_sizes, len(X)).items()
-            for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_)]
+            for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_, bank)]
 
 
 def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, seed=0,
@@ -290,13 +408,16 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
             out, held = fold == f, np.flatnonzero((fold == f) & first)
             rest = None if total is None else total - Moments.of(X[out], Y[out])
             label, bag = next(iter(protocols(bag_sizes, len(held)).items()))
+            bank = _bank([(X[~out], Y[~out])], seed) if _hubness(scores) else None  # the fold's training pairs
             for group in groups.values():
                 for e, est in _fold_fits(group, X, Y, out, rest):
                     Zi, Zt = est.transform(X[held], Y[held])
+                    latent = None if bank is None else est.transform(*bank)
                     rows += [{"text_kind": kind, "model": e["model"], "shrinkage": e["shrinkage"],
                               "latent_dim": e["latent_dim"], "score": score, "fold": f, "protocol": label,
                               "n_pairs": len(held), **r}
-                             for score in scores for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_)]
+                             for score in scores
+                             for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_, latent)]
     cv = pd.DataFrame(rows).round(4)  # the numbers kfold.csv keeps: the choice and the report rank the same ones
     save_csv(Path(run_dir) / "kfold.csv", cv)
     return cv
@@ -333,9 +454,10 @@ def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0, client=None) ->
     X, Y = (None, None) if entry["model"] in LINEAR else \
         (np.vstack([np.asarray(parts[s][i]) for s in ("train", "val")]) for i in (0, 1))
     est, _ = fit_cached(cache_dir, *zip(*keys.values()), X, Y, moments, **entry["params"])
+    bank = _bank(list(parts.values()), seed) if _hubness([config["score"]]) else None  # the refit's training pairs
     X, Y, _ = pairs(manifest, kind, "test", query_set(manifest, "test")[0])
     return pd.DataFrame(_ranked(manifest, entry, est, X, Y, "test", [config["score"]], bag_sizes, n_bags, seed,
-                                "train+val"))
+                                "train+val", bank=bank))
 
 
 def _entry(run_dir, config) -> dict:
@@ -352,7 +474,7 @@ def kfold_ranking(run_dir, select: str = "kfold", top: int = 10) -> pd.DataFrame
     ranking = ranked(cv_means(pd.read_csv(Path(run_dir) / "kfold.csv"))).head(top).reset_index(drop=True)
     metrics = ranking.columns.difference(CV_KEYS)
     ranking[metrics] = ranking[metrics].round(2)
-    return ranking
+    return ranking.set_axis(pd.RangeIndex(1, len(ranking) + 1, name="rank"))
 
 
 def query_summary(run_dir) -> pd.DataFrame:
@@ -375,12 +497,39 @@ def space(run_dir, config) -> tuple:
             pairs(manifest, entry["text_kind"], "test", query_set(manifest, "test")[0]))
 
 
-def embed_texts(run_dir, texts: list[str]):
-    """Text features of free text, by the same encoder (model, layer, pooling) as the run's extraction."""
-    cfg = _read(run_dir, "features.json")["encoders"]["text"]
-    if cfg["name"] == "given":
-        raise ValueError("this run uses given text features: there is no encoder for free text")
-    return TextEncoder.like(cfg).encode(texts, progress=False)
+def shown_path(path, run_dir) -> str:
+    """A photo's path as a shared page shows it: within the run's data folder, not this machine's folders."""
+    root = Path(_read(run_dir, "features.json")["data"]["root"])
+    return str(Path(path).relative_to(root)) if Path(path).is_relative_to(root) else Path(path).name
+
+
+def embed_texts(run_dir, texts: list[str], kind: str):
+    """Text features of free text for one text kind, as the run's extraction made them: the neural encoder's
+    (model, layer, pooling), the fitted lexical model's for ``lexical``, and for ``concat`` each part's side by
+    side (the text standing for every part)."""
+    manifest = _read(run_dir, "features.json")
+    parts = concat_kinds(manifest) if kind == "concat" else [kind]
+    if any(p != lexical.KIND for p in parts):
+        cfg = manifest["encoders"]["text"]
+        if cfg["name"] == "given":
+            raise ValueError("this run uses given text features: there is no encoder for free text")
+        neural = encoder_like(TextEncoder, json.dumps(cfg, sort_keys=True)).encode(texts, progress=False)
+    lex = lexical.Lexical.load(manifest["lexical_model"]) if lexical.KIND in parts else None
+    return np.hstack([lex.transform(texts) if p == lexical.KIND else neural for p in parts])
+
+
+@functools.lru_cache(maxsize=4)
+def encoder_like(cls, config: str, **kwargs):
+    """``cls.like`` the encoder a run's features.json describes (JSON ``config``), loaded once per process and
+    without the loading bar: loading takes seconds, a query's forward pass a few milliseconds."""
+    from transformers.utils import logging as hf_logging
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return cls.like(json.loads(config), **kwargs)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def _read(run_dir, name: str):

@@ -4,21 +4,24 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .io import key, save_text
+from .io import content_hash, key, save_text
 from .pipeline import source
 
 PACKAGE = Path(__file__).resolve().parent
 
 
 def inputs_key(params: dict) -> str:
-    """What the notebooks' outputs depend on besides their parameters: the package code and the data files."""
+    """What the notebooks' outputs depend on besides their parameters: the package code, the data files and the
+    content of the weights a path parameter names (replaced under the same name, they rerun extraction)."""
     code = [(f.name, f.read_bytes()) for f in sorted(PACKAGE.glob("*.py"))]
     data, given = params.get("data_dir"), params.get("given_dir")
     files = [Path(data) / n for n in ("layer1.json", "layer2.json", "det_ingrs.json")] if data else []
     files += sorted(Path(data, "images").rglob("*")) if data else []  # a replaced photo reruns extraction
     files += sorted(Path(given).iterdir()) if given and Path(given).is_dir() else []
     stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
-    return key([(name, hashlib.sha1(b).hexdigest()) for name, b in code], stats)
+    weights = [content_hash(p, params.get("cache_dir")) for p in (params.get("image_weights"), params.get("text_encoder"))
+               if isinstance(p, str) and Path(p).expanduser().exists()]
+    return key([(name, hashlib.sha1(b).hexdigest()) for name, b in code], stats, *([weights] if weights else []))
 
 
 def notebook_key(upstream: str, nb: str, parameters: dict, show_code: bool) -> str:

@@ -117,8 +117,13 @@ def paper_tables(results: pd.DataFrame, split: str = "test") -> list[tuple[str, 
     """[(title, HTML)]: Table 1 (10k) and Table 2 (1k) where the split has those bags, else one
     table at the split's main protocol, its caption saying so."""
     out = []
-    for protocol in protocols(results, split):
-        caption = protocol_note(results, split, protocol)
+    shown = protocols(results, split)
+    for protocol, table in PAPER_PROTOCOLS.items():
+        if protocol not in shown and set(shown) & set(PAPER_PROTOCOLS):  # else the caption says it
+            out.append((f"{table} · {split}, {protocol}: not in these results",
+                        f"<p>{absent_protocol(results, protocol, split)}</p>"))
+    for protocol in shown:
+        caption = protocol_note(results, split, protocol) + absent_dims(results)
         if protocol not in PAPER_PROTOCOLS:
             caption = f"No 1k or 10k bags on the {split} split in these results; shown instead: {caption}"
         rows = paper_rows(results, protocol, split)
@@ -126,6 +131,41 @@ def paper_tables(results: pd.DataFrame, split: str = "test") -> list[tuple[str, 
                     html_table(rows, {k: v for k, v in LEAD.items() if k in rows}, caption,
                                group="block", span=["text_kind", "features"])))
     return out
+
+
+def whole(df: pd.DataFrame, page: int = 25):
+    """A table for a notebook page, never cut to 'rows × columns': as it is when short, else every row in an
+    offline DataTable that pages, searches and sorts."""
+    from IPython.display import HTML
+    if len(df) <= page:
+        return HTML(df.to_html())
+    import itables
+    from itables.javascript import generate_init_offline_itables_html
+    return HTML(generate_init_offline_itables_html(itables.options.dt_bundle) + itables.to_html_datatable(
+        df.reset_index(), connected=False, showIndex=False, maxBytes=0, pageLength=page,
+        lengthMenu=[page, 100, {"label": "All", "value": -1}], classes="display compact cell-border",
+        display_logo_when_loading=False))
+
+
+def absent_protocol(results: pd.DataFrame, protocol: str, split: str = "test") -> str:
+    """Why the paper's table at ``protocol`` (1k or 10k bags) is not there."""
+    size = int(protocol[:-1]) * 1000
+    n = int(results.loc[results.split == split, "n_pairs"].max())
+    if n < size:
+        return (f"No {protocol} bags: the {split} split has {n:,} query pairs, fewer than a bag of {size:,} "
+                "(the paper's Recipe1M test split has 51k).")
+    return f"No {protocol} bags: {size} is not among this run's bag_sizes."
+
+
+def absent_dims(results: pd.DataFrame) -> str:
+    """A caption's note on the paper's latent dims that no row has, and why."""
+    missing = [d for d in PAPER_DIMS if d not in set(results.latent_dim)]
+    capped = results[results.n_components < results.latent_dim]
+    rank = int(capped.n_components.max()) if len(capped) else None
+    why = [f"above the rank of the features ({rank} components at most)" if rank and d > rank
+           else f"not among the latent_dims of this run ({', '.join(map(str, sorted(set(results.latent_dim))))})"
+           for d in missing]
+    return "".join(f"; no rows at dim {d}: {w}" for d, w in zip(missing, why))
 
 
 def html_table(rows: pd.DataFrame, lead: dict[str, str], caption: str = "", group: str | None = None,

@@ -19,10 +19,11 @@
 # Each split's photos go through a pretrained CNN with its classifier removed, fed the input its
 # weights were trained on, and each text kind through a BERT-family model (one hidden layer,
 # mean-pooled over tokens; a text longer than the model was trained on is read in overlapping
-# windows and pooled over all of them). Training uses every photo of a recipe; val and test use the first
-# readable photo. Features are cached on disk, keyed by everything that produced them, in
-# shards: an interrupted run resumes from its finished shards, and with `cluster` the shards
-# are tasks spread over a Dask cluster's workers.
+# windows and pooled over all of them); the kind `lexical` is instead a TF-IDF bag of ingredient and
+# instruction words reduced by TruncatedSVD, fitted on the train split's text only. Training uses
+# every photo of a recipe; val and test use the first readable photo. Features are cached on
+# disk, keyed by everything that produced them, in shards: an interrupted run resumes from its
+# finished shards, and with `cluster` the shards are tasks spread over a Dask cluster's workers.
 
 # %% tags=["parameters"]
 data_dir = None  # Recipe1M-layout folder, or None for the embedded demo corpus
@@ -38,24 +39,32 @@ text_layer = None  # hidden layer; None: the model's own (-1 for sentence encode
 text_pooling = "mean"  # "mean" over tokens (attention-masked) or "cls"
 text_windows = True  # a text longer than the model's trained length in overlapping windows; False truncates (ablation)
 ingredients = "raw"  # "raw" ingredient lines, or "detected": the names in Recipe1M's det_ingrs.json
-text_kinds = ["title", "ingredients", "instructions", "all"]  # and "concat": the first three side by side
+text_kinds = ["title", "ingredients", "instructions", "all"]  # and "concat" (concat_parts side by side), "lexical"
+concat_parts = ["title", "ingredients", "instructions"]  # what "concat" stacks; add "lexical" for the TF-IDF view
+lexical_dims = 256  # "lexical": TF-IDF of ingredient + instruction words, fitted on train, TruncatedSVD to this many
 batch_size = 32
 num_workers = 2
 device = None  # None: CUDA when available, else CPU
+backend = "auto"  # encoders' runtime: "torch", "openvino", "onnxruntime"; "auto": the fastest installed (torch on CUDA)
+precision = "float32"  # "bfloat16" (CPU or GPU), "float16" (GPU): faster, features within cosine 0.999 of float32
 given_dir = None  # folder of given features (image_<split>.npz, text_<kind>_<split>.npz, ...) instead of encoders
+given_allow_pickle = False  # True reads .pkl given features: unpickling runs any code in the file, so only trusted ones
 cluster = None  # None: this process; "local:N": N worker processes here; "tcp://host:port": a running Dask scheduler
-cache_dir = "../cache"
-run_dir = "../reports/interactive"
+cache_dir = None  # None: the project's cache/, shared with the runner
+run_dir = None  # None: the project's reports/interactive (from any working folder)
 
 # %%
 from cmr_utils import stages
 
+run_dir, cache_dir = stages.run_folder("01_extract", globals()), stages.cache_folder(cache_dir)
 manifest = stages.extract(
     run_dir=run_dir, cache_dir=cache_dir, data_dir=data_dir, demo_recipes=demo_recipes, demo_seed=demo_seed,
     synthetic_scale=synthetic_scale, text_encoder=text_encoder, image_encoder=image_encoder,
     image_weights=image_weights, text_kinds=text_kinds, batch_size=batch_size, num_workers=num_workers,
     device=device, text_layer=text_layer, text_pooling=text_pooling, given_dir=given_dir, ingredients=ingredients,
-    image_views=image_views, image_normalization=image_normalization, text_windows=text_windows, cluster=cluster)
+    image_views=image_views, image_normalization=image_normalization, text_windows=text_windows, cluster=cluster,
+    backend=backend, precision=precision, given_allow_pickle=given_allow_pickle, concat_parts=concat_parts,
+    lexical_dims=lexical_dims)
 
 # %% [markdown]
 # ## The data
@@ -64,7 +73,7 @@ manifest = stages.extract(
 # %%
 import pandas as pd
 
-pd.DataFrame(manifest["data"]["counts"])
+pd.DataFrame(manifest["data"]["counts"]).set_index("split")
 
 # %% [markdown]
 # ## What was skipped, and why
@@ -72,12 +81,14 @@ pd.DataFrame(manifest["data"]["counts"])
 # photos, missing, empty, truncated or non-image files, empty text fields.
 
 # %%
-skipped = stages.skipped_table(run_dir)
+skipped = stages.read_skipped(run_dir)  # also in skipped.csv beside results.csv
 print(f"{len(skipped)} entries skipped")
-skipped.groupby(["stage", "reason"]).size().rename("count").reset_index()
+skipped.groupby(["stage", "reason"]).size().rename("count").to_frame()
 
 # %%
-skipped.head(50)
+from cmr_utils import tables
+
+tables.whole(skipped.set_index(["stage", "split", "id"]))
 
 # %% [markdown]
 # ## Encoders, and where they ran

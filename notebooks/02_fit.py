@@ -42,12 +42,13 @@ kernel_landmarks = 1000  # kernel only: Nyström landmarks per view (the feature
 kernel_gamma = None  # kernel only: RBF width on standardised features; None: 1 / median squared distance
 seed = 0  # kernel landmarks; contrastive hold-out and batches
 cluster = None  # None: this process; "local:N" or "tcp://host:port": the train moments as Dask tasks
-cache_dir = "../cache"
-run_dir = "../reports/interactive"
+cache_dir = None  # None: the project's cache/, shared with the runner
+run_dir = None  # None: the project's reports/interactive (from any working folder)
 
 # %%
 from cmr_utils import stages
 
+run_dir, cache_dir = stages.run_folder("02_fit", globals()), stages.cache_folder(cache_dir)
 fitted = stages.fit(run_dir=run_dir, cache_dir=cache_dir, models=models, latent_dims=latent_dims,
                     shrinkage=shrinkage, standardize=standardize, pca=pca, kernel_landmarks=kernel_landmarks,
                     kernel_gamma=kernel_gamma, seed=seed, cluster=cluster)
@@ -59,4 +60,6 @@ fitted = stages.fit(run_dir=run_dir, cache_dir=cache_dir, models=models, latent_
 # shrinkage, means it has fitted noise).
 
 # %%
-fitted.drop(columns="path")
+from cmr_utils import tables
+
+tables.whole(fitted.drop(columns="path").set_index(["text_kind", "model", "shrinkage", "latent_dim"]))

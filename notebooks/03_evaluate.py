@@ -29,17 +29,19 @@
 # solver fitted the space; `cosine` does not depend on the signs.
 
 # %% tags=["parameters"]
-scores = ["correlation", "cosine", "weighted"]  # "correlation" (paper), "cosine", "weighted" (by canonical correlation)
+scores = ["correlation", "cosine", "weighted"]  # "correlation" (paper), "cosine", "weighted" (by canonical correlation);
+# "+csls" / "+isoftmax" after one ("weighted+csls") corrects hubness against a bank of training queries
 bag_sizes = [1000, 10000]  # pairs per bag (skipped where a split is smaller); 0 ranks the whole split
 n_bags = 10
 seed = 0
 cluster = None  # None: this process; "local:N" or "tcp://host:port": each fitted model on each split a Dask task
 select = "val"  # choose the configuration on "val", or by 5-fold cross-validation on train+val ("kfold")
-run_dir = "../reports/interactive"
+run_dir = None  # None: the project's reports/interactive (from any working folder)
 
 # %%
 from cmr_utils import plots, results as R, stages
 
+run_dir = stages.run_folder("03_evaluate", globals())
 results = stages.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_sizes, n_bags=n_bags, seed=seed,
                           select=select, cluster=cluster)
 
@@ -59,7 +61,7 @@ stages.query_summary(run_dir)
 # %%
 cols = ["text_kind", "model", "shrinkage", "latent_dim", "score", "split", "fit_on", "protocol", "n_pairs",
         "direction", "medr", "medr_std", "r1", "r1_std", "r5", "r10", "r10_std"]
-R.chosen_rows(results)[cols].round(2)
+R.chosen_rows(results)[cols].round(2).set_index(["split", "fit_on", "protocol", "direction"])
 
 # %% [markdown]
 # ## How k-fold cross-validation ranked the configurations

@@ -23,15 +23,16 @@ tsne_points = None  # test pairs in the t-SNE: None for every one, a number for 
 n_examples = 3  # test photos (and recipes) shown with each text kind's top-5
 swaps = [["chocolate", "strawberry"], ["tomato", "blueberry"], ["chicken", "salmon"]]  # photo − a + b
 seed = 0
-run_dir = "../reports/interactive"
+run_dir = None  # None: the project's reports/interactive (from any working folder)
 
 # %%
 import numpy as np
 from IPython.display import HTML, display
 
-from cmr_utils import plots, search, space_page
+from cmr_utils import plots, search, space_page, stages
 from cmr_utils import results as R
 
+run_dir = stages.run_folder("04_visualize", globals())
 results = R.load(run_dir)
 given = (results.features == "given").all()  # given features come without encoders for new queries
 galleries = search.galleries(run_dir)  # per text kind: its configuration chosen on val, over the test pairs
@@ -87,7 +88,7 @@ photo = chosen.index.path[queries[0]]
 if given:
     print("given image features: no image encoder to embed a new photo")
 else:
-    print(f"query: {photo}")
+    print(f"query: {stages.shown_path(photo, run_dir)}")
     display(search.find(run_dir, queries=[photo], k=5)[0])
 
 # %% [markdown]

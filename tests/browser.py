@@ -9,10 +9,11 @@ import subprocess
 import pytest
 
 
-def in_browser(page, tmp_path, probe_js: str):
+def in_browser(page, tmp_path, probe_js: str, width: int = 1300):
     """Load ``page`` with ``probe_js`` (a function body returning a JSON-able value, may be async) run after load.
 
-    The probe's return value comes back as a Python object. Skips without Chromium, fails on CI.
+    The probe's return value comes back as a Python object; the window is ``width`` pixels wide. Skips
+    without Chromium, fails on CI.
     """
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -31,6 +32,7 @@ def in_browser(page, tmp_path, probe_js: str):
             [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=10000", "--dump-dom",
+             f"--window-size={width},900",
              probe.as_uri()], capture_output=True, text=True, timeout=180)
     finally:
         probe.unlink()

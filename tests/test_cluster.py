@@ -84,25 +84,33 @@ def test_a_worker_killed_mid_extraction_does_not_change_the_result(demo_root, tm
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
 
 
-def test_covariances_from_the_cluster_equal_in_process(tmp_path, client):
+def test_covariances_from_the_cluster_equal_in_process_bit_for_bit(tmp_path, client):
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(5000, 4))
-    X = (Z @ rng.normal(size=(4, 48)) + rng.normal(size=(5000, 48)) + 3).astype(np.float32)
-    Y = (Z @ rng.normal(size=(4, 24)) + rng.normal(size=(5000, 24))).astype(np.float32)
+    X = (Z @ rng.normal(size=(4, 300)) + rng.normal(size=(5000, 300)) + 3).astype(np.float32)  # GEMMs big enough
+    Y = (Z @ rng.normal(size=(4, 200)) + rng.normal(size=(5000, 200))).astype(np.float32)  # to be split by threads
     write_npy(tmp_path / "X.npy", X.shape, [X])
     write_npy(tmp_path / "Y.npy", Y.shape, [Y])
     rows = rng.permutation(5000)[:4000]  # pairs are a selection of the stored rows, as in training
     Xv, Yv = F.Rows([NpyRows(tmp_path / "X.npy")]).take(rows), F.Rows([NpyRows(tmp_path / "Y.npy")]).take(rows)
-    here = Moments.of(Xv, Yv, chunk_size=256)
-    there = Moments.of(Xv, Yv, chunk_size=256, client=client)
+    here = Moments.of(Xv, Yv, chunk_size=256)  # this process's cores, chunks as threads
+    there = Moments.of(Xv, Yv, chunk_size=256, client=client)  # one core per worker
     for name in ("mx", "my", "Cxx", "Cyy", "Cxy"):
-        np.testing.assert_allclose(getattr(there, name), getattr(here, name), rtol=0, atol=1e-10)
+        assert getattr(there, name).tobytes() == getattr(here, name).tobytes(), name
     # float32 products accumulated in float64 stay close to float64 arithmetic throughout
     exact = Moments.of(X[rows].astype(np.float64), Y[rows].astype(np.float64))
     np.testing.assert_allclose(here.Cxy, exact.Cxy, atol=1e-5 * np.abs(exact.Cxy).max())
     a = SharedSpace("ridge", 4, shrinkage=0.1).fit_moments(there)
     b = SharedSpace("ridge", 4, shrinkage=0.1).fit(X[rows].astype(np.float64), Y[rows].astype(np.float64))
     np.testing.assert_allclose(a.corrs_, b.corrs_, atol=1e-5)
+
+
+def test_tasks_in_threads_are_folded_in_task_order():
+    def task(i):
+        time.sleep(0.3 if i == 0 else 0.0)  # the first finishes last
+        return [i]
+    assert cluster.run(task, [(i,) for i in range(7)], threads=3, progress=False, combine=lambda a, b: a + b) == \
+        list(range(7))
 
 
 def test_moments_tasks_carry_their_rows_packed(tmp_path, client):
@@ -128,3 +136,27 @@ def test_a_local_cluster_leaves_this_process_all_its_cores(monkeypatch):
         assert set(c.run(lambda: os.environ["OMP_NUM_THREADS"]).values()) == {str(max(1, os.cpu_count() // 2))}
         assert set(c.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
         assert "OMP_NUM_THREADS" not in os.environ and "MALLOC_TRIM_THRESHOLD_" not in os.environ
+
+
+def small_pipeline(root, cache, cluster_address):
+    """extract -> fit -> evaluate on a small demo corpus, as the runner runs them (stages, one cluster)."""
+    from cmr_utils import stages
+    run_dir = root / "run"
+    stages.extract(run_dir, cache, demo_recipes=160, text_kinds=("title",), batch_size=8,
+                   cluster=cluster_address, progress=False)
+    stages.fit(run_dir, cache, models=("cca", "ridge"), shrinkage=(0.5,), latent_dims=(2, 10, 50),
+               cluster=cluster_address, progress=False)
+    stages.evaluate(run_dir, scores=("correlation", "cosine"), bag_sizes=(40, 0), n_bags=3, select="kfold",
+                    folds=3, cluster=cluster_address, progress=False)
+    return (run_dir / "results.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_a_small_pipeline_on_the_cluster_gives_results_csv_byte_for_byte(tmp_path, client, one_thread):
+    """Plain CCA whitens nearly singular covariances: any rounding difference in the sums or the projections
+    flips near-ties in its ranks. In-process and on the cluster's workers, the arithmetic is the same.
+    (Torch runs on one thread here as on each worker: image features still depend on torch's thread count.)"""
+    here = small_pipeline(tmp_path / "here", tmp_path / "here" / "cache", None)
+    there = small_pipeline(tmp_path / "there", tmp_path / "there" / "cache", client.scheduler.address)
+    assert b",cca," in here
+    assert here == there

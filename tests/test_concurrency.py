@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from cmr_utils import run as R
+from cmr_utils import report, run as R
 
 TINY = ["demo_recipes=160", "text_kinds=[title]", "models=[ridge]", "latent_dims=[4]", "scores=[cosine]",
         "bag_sizes=[40]", "n_bags=2", "tsne_points=60", "n_examples=2"]
@@ -65,7 +65,7 @@ def test_real_concurrent_runs_on_one_report_folder(tmp_path):
         index = (run_dir / "index.html").read_text()
         assert "<b>failed</b>" not in index and "failed, " not in index and "results.csv" in index
         assert all((run_dir / f"{nb}.html").exists() and (run_dir / f"{nb}.ipynb").exists() for nb in R.NOTEBOOKS)
-        assert not [p for p in run_dir.iterdir() if p.name.startswith(".") and p.name not in (".lock", ".stamps", ".jupyter")]
+        assert not [p for p in run_dir.iterdir() if p.name.startswith(".") and p.name not in (".lock", ".stamps", ".jupyter", report.COMPLETE)]
     finally:
         if first.poll() is None:
             first.kill()

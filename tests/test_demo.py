@@ -40,7 +40,7 @@ def test_photos_depend_on_their_recipe(demo_root):
     predicted, observed = [], []
     colour = {name: np.array(rgb, float) for name, (rgb, _) in demo.INGREDIENTS.items()}
     for r in ds.recipes.values():
-        names = [n for line in r.ingredients for n in colour if line.endswith(" " + n)]
+        names = [n for line in r.ingredients for n in colour if any(line.endswith(" " + w) for w in demo.SYNONYMS[n])]
         predicted.append(np.mean([colour[n] for n in names], axis=0))
         img = np.asarray(Image.open(ds.image_path(r.partition, r.images[0])), float)
         centre = img[96:160, 96:160].reshape(-1, 3).mean(0)
@@ -49,6 +49,24 @@ def test_photos_depend_on_their_recipe(demo_root):
     # red minus blue of the ingredients predicts red minus blue of the photo's centre
     p, o = predicted[:, 0] - predicted[:, 2], observed[:, 0] - observed[:, 2]
     assert np.corrcoef(p, o)[0, 1] > 0.3
+
+
+def test_the_text_names_ingredients_by_their_synonyms(demo_root):
+    lines = " | ".join(line for r in Recipe1M(demo_root).recipes.values() for line in r.ingredients)
+    said = {n: [w for w in words if lines.count(" " + w + " |") or lines.endswith(" " + w)]
+            for n, words in demo.SYNONYMS.items()}
+    assert sum(len(w) > 1 for w in said.values()) >= 10  # one ingredient, several names
+
+
+def test_recipes_are_variations_of_shared_dishes(demo_root):
+    """Many recipes share their dish's main ingredients: retrieval must tell near twins apart."""
+    canonical = {w: n for n, words in demo.SYNONYMS.items() for w in words}
+    sets = [{canonical[w] for line in r.ingredients for w in canonical if line.endswith(" " + w)}
+            for r in Recipe1M(demo_root).recipes.values()]
+    assert len(demo._bases(np.random.default_rng(0))) == demo.N_DISHES
+    shared = [len(a & b) >= 2 for i, a in enumerate(sets) for b in sets[i + 1:]]
+    print(f"{np.mean(shared):.1%} of recipe pairs share two or more ingredients")
+    assert np.mean(shared) > 0.05
 
 
 def test_ensure_generates_once(tmp_path):

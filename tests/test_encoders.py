@@ -9,8 +9,9 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 
 from cmr_utils import encoders
-from cmr_utils.encoders import (IMAGENET_MEAN, EfficientNetLite0, EfficientNetLite2, ImageEncoder, ResNet50,
-                                TextEncoder, Views, load_image)
+from cmr_utils.encoders import (IMAGENET_MEAN, TEXT_MODELS, EfficientNetLite0, EfficientNetLite2, ImageEncoder,
+                                ResNet50, TextEncoder, Views, load_image)
+from cmr_utils.io import content_hash
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +191,9 @@ def test_truncation_for_ablations_keeps_the_first_window_only(text_encoder):
                                atol=1e-6)
     assert cut.config != text_encoder.config
     assert text_encoder.config == {"name": "minilm", "layer": -1, "pooling": "mean", "max_length": 256,  # the cache key
-                                   "long_texts": "windows overlapping by half, token-weighted mean"}
+                                   "long_texts": "windows overlapping by half, token-weighted mean",
+                                   "weights": content_hash(TEXT_MODELS["minilm"]()),
+                                   "backend": "torch", "precision": "float32"}  # auto: torch for texts on a CPU
     assert TextEncoder.like(json.loads(json.dumps(cut.config))).config == cut.config
     assert TextEncoder.like(json.loads(json.dumps(text_encoder.config))).config == text_encoder.config
     with pytest.raises(ValueError, match="this machine builds"):
@@ -309,9 +312,20 @@ def test_views_average_the_features_of_crops_and_mirrors(tmp_path, image_encoder
         Views(EfficientNetLite0, 3)
 
 
+def test_ten_views_are_the_crops_and_mirrors_of_the_resized_photo():
+    photo = Image.fromarray(np.random.default_rng(2).integers(0, 256, (240, 330, 3), dtype=np.uint8))
+    views = Views(EfficientNetLite0, 10)
+    from torchvision import transforms
+    per_crop = transforms.TenCrop(224)(views.resize(photo))  # PIL crops and mirrors, each scaled on its own
+    np.testing.assert_array_equal(views(photo).numpy(), torch.stack([views.tensor(c) for c in per_crop]).numpy())
+    two = Views(EfficientNetLite0, 2)(photo)
+    np.testing.assert_array_equal(two[1].numpy(), views.tensor(ImageOps.mirror(views.crop(views.resize(photo))[4])))
+
+
 def test_image_config_names_the_preprocessing(image_encoder):
     cfg = image_encoder.config
-    assert list(cfg) == ["name", "weights", "resize", "crop", "interpolation", "mean", "std", "views"]  # the cache key
+    assert list(cfg) == ["name", "weights", "resize", "crop", "interpolation", "mean", "std", "views",  # the cache key
+                         "backend", "precision"]
     assert (cfg["resize"], cfg["crop"], cfg["interpolation"], cfg["views"]) == (256, 224, "bicubic", 1)
     assert cfg["mean"] == [127 / 255] * 3 and cfg["std"] == [128 / 255] * 3
     with pytest.raises(ValueError, match="efficientnet-lite2"):

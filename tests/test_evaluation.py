@@ -81,3 +81,28 @@ def test_each_model_is_shown_at_its_best_on_val_with_its_test_numbers(run_dir):
         assert row["val 5", "image→recipe", "medR"] == round(val[val.model == model].medr.min(), 1)
         same = test[(test.model == model) & (test.text_kind == kind) & (test.latent_dim == dim) & (test.score == score)]
         assert row["test 5", "recipe→image", "R@10"] == round(same.r10.item(), 1)
+
+
+def test_a_hubness_corrected_score_runs_through_choice_kfold_and_refit(run_dir, monkeypatch):
+    """Its bank is the fit's own training pairs (train; the other folds; train+val), never val or test."""
+    run, _, ds = run_dir
+    before = load(run)
+    train, seen = len(stages.pairs(stages._read(run, "features.json"), "title", "train")[0]), []
+    real = stages._bank
+    monkeypatch.setattr(stages, "_bank", lambda parts, seed: seen.append(sum(len(p[0]) for p in parts)) or
+                        real(parts, seed))
+    stages.evaluate(run_dir=run, scores=["cosine", "cosine+csls"], bag_sizes=[5, 1000, 0], n_bags=3,
+                    select="kfold", folds=3)
+    after, cv = load(run), pd.read_csv(run / "kfold.csv")
+    assert set(cv.score) == {"cosine", "cosine+csls"}
+    for split in ("val", "test"):
+        assert set(after[after.split == split].score) == {"cosine", "cosine+csls"}
+    keys = ["text_kind", "model", "latent_dim", "split", "protocol", "direction", "fit_on"]
+    plain = [d[(d.score == "cosine") & (d.fit_on == "train")].set_index(keys).medr.sort_index() for d in (before, after)]
+    pd.testing.assert_series_equal(*plain)  # the base score's numbers do not move
+    val = len(stages.pairs(stages._read(run, "features.json"), "title", "val")[0])
+    folds = seen[2:2 + 2 * 3]  # after train's bank per kind (title, instructions): each kind's 3 folds' rest
+    assert seen[:2] == [train, train] and max(folds) < train + val  # each pair is held out in one fold
+    assert sum(folds[:3]) >= 2 * (train + val) and sum(folds[3:]) >= 2 * (train + val)
+    best = after[after.chosen]
+    assert seen[8:] == ([train + val] if best.score.iloc[0] == "cosine+csls" else [])  # the refit's train+val

@@ -33,7 +33,7 @@ def write(path, ids, X):
 def test_every_format_reads_back(tmp_path, ext):
     ids = [f"r{i}" for i in range(5)]
     X = np.arange(15, dtype=np.float64).reshape(5, 3)
-    got_ids, got = given.read(write(tmp_path / f"f{ext}", ids, X))
+    got_ids, got = given.read(write(tmp_path / f"f{ext}", ids, X), allow_pickle=ext == ".pkl")
     assert got_ids == ids and got.dtype == np.float32
     np.testing.assert_array_equal(got, X)
 
@@ -76,7 +76,7 @@ def test_given_features_align_to_the_loader_pairs(demo_root, tmp_path, by):
     ds = Recipe1M(demo_root)
     make_given(ds, tmp_path / "given", by=by)
     m = stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
-                       given_dir=tmp_path / "given", progress=False)
+                       given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
     assert m["source"] == "given"
     for split in SPLITS:
         X, Y, index = stages.pairs(m, "title", split)
@@ -95,11 +95,11 @@ def test_missing_ids_are_an_error_naming_them(demo_root, tmp_path):
     make_given(ds, tmp_path / "given", by="recipe", drop={lost})
     with pytest.raises(ValueError, match=rf"1 of {len(ds.split('train'))} train|1 of {len(ds.split('val'))} val") as e:
         stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
-                       given_dir=tmp_path / "given", progress=False)
+                       given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
     assert lost in str(e.value)
     with pytest.raises(FileNotFoundError, match="text_ingredients_train"):
         stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["ingredients"],
-                       given_dir=tmp_path / "given", progress=False)
+                       given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
 
 
 def test_non_finite_given_features_stop_naming_the_file(tmp_path):

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 from cca_zoo.linear import CCA, RidgeCCA
+from threadpoolctl import threadpool_limits
 
-from cmr_utils.models import Moments, SharedSpace, covariances, fit_cached
+from cmr_utils.models import Moments, SharedSpace, covariances, fit_cached, moments_cached
 
 
 def correlated(n, p=30, q=20, k=3, noise=1.0, seed=0):
@@ -56,6 +57,29 @@ def test_chunked_covariances_equal_numpy():
     np.testing.assert_allclose(Cxx, C[:7, :7], atol=1e-9)
     np.testing.assert_allclose(Cyy, C[7:, 7:], atol=1e-9)
     np.testing.assert_allclose(Cxy, C[:7, 7:], atol=1e-9)
+
+
+def test_moments_and_projections_are_the_same_bits_whatever_the_blas_threads():
+    """A float32 GEMM's rounding depends on how many threads split it (a Dask worker of local:2 has one, this
+    process all the cores): the moments and the latent vectors are computed so that it does not matter."""
+    X, Y = (V.astype(np.float32) for V in correlated(4000, p=300, q=384, k=4))
+    est, out = SharedSpace("ridge", 10, shrinkage=0.5).fit(X, Y), {}  # (the fit itself runs in one process)
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            m = Moments.of(X, Y, chunk_size=256)
+            out[threads] = [m.Cxx, m.Cyy, m.Cxy, *est.transform(X[:999].astype(np.float64), Y[:999])]
+    for a, b in zip(out[1], out[2]):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_stable_digits_say_how_much_whitening_amplifies_rounding():
+    """Plain CCA with pairs barely more than the dimension inverts a nearly singular covariance: few digits of
+    its solution survive another machine's rounding of the sums; ridge's shrinkage keeps most."""
+    X, Y = (V.astype(np.float32) for V in correlated(240, p=200, q=150, k=2, noise=2.0))
+    m = Moments.of(X, Y)
+    cca, ridge = SharedSpace("cca", 5).fit_moments(m), SharedSpace("ridge", 5, shrinkage=0.5).fit_moments(m)
+    assert 0 <= cca.stable_digits_ <= 3 < ridge.stable_digits_ <= 7  # float32 products: about 7 digits at most
+    assert SharedSpace("ridge", 5, shrinkage=0.5).fit(*correlated(240)).stable_digits_ > 12  # float64 products
 
 
 def test_a_feature_constant_to_the_precision_of_the_sums_is_not_blown_up():
@@ -123,6 +147,19 @@ def test_fit_cached_reloads_the_same_model(tmp_path):
     np.testing.assert_array_equal(a.transform(X, Y)[0], b.transform(X, Y)[0])
     _, pc = fit_cached(tmp_path, "x", "y", X, Y, model="ridge", n_components=4, shrinkage=0.3)
     assert pc != pa
+
+
+def test_cache_keys_are_the_entries_content_not_the_path_that_reached_them(tmp_path):
+    """The runner names entries by absolute paths, a notebook by ../cache/...: both must hit one cache entry."""
+    X, Y = correlated(200)
+    runner = (str(tmp_path / "cache" / "features" / "img0"), [str(tmp_path / "cache" / "features" / t) for t in "ab"])
+    notebook = ("../cache/features/img0", ["../cache/features/a", "../cache/features/b"])
+    paths = [moments_cached(tmp_path / "c", *keys, X, Y, progress=False) for keys in (runner, notebook)]
+    assert len(list((tmp_path / "c" / "moments").glob("*.npz"))) == 1
+    fits = [fit_cached(tmp_path / "c", *keys, X, Y, model="ridge", n_components=2, shrinkage=0.5)[1]
+            for keys in (runner, notebook, ("../cache/features/img1", notebook[1]))]
+    assert fits[0] == fits[1] != fits[2]
+    np.testing.assert_array_equal(paths[0].Cxy, paths[1].Cxy)
 
 
 def test_rejects_unknown_model_and_misaligned_rows():

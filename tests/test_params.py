@@ -99,7 +99,10 @@ def test_path_parameters_expand_environment_variables(monkeypatch):
     ("num_workers", -1, "≥ 0"), ("bag_sizes", [-1], "≥ 0"),
     ("text_kinds", ["titel"], "'concat'"), ("scores", ["dot"], "'weighted'"), ("models", ["pls"], "'exact'"),
     ("image_encoder", "vgg", "'resnet50'"), ("text_pooling", "max", "'cls'"), ("ingredients", "parsed", "'detected'"),
-    *[(name, [], "non-empty") for name in ("text_kinds", "models", "latent_dims", "shrinkage", "scores", "bag_sizes")],
+    ("concat_parts", ["title", "concat"], "'lexical'"), ("concat_parts", ["title", "title"], "distinct"),
+    ("lexical_dims", 0, "≥ 1"),
+    *[(name, [], "non-empty") for name in ("text_kinds", "models", "latent_dims", "shrinkage", "scores", "bag_sizes",
+                                          "concat_parts")],
 ])
 def test_out_of_range_value_names_parameter_file_and_accepted_values(name, value, accepted):
     with pytest.raises(P.ParameterError) as e:
@@ -110,8 +113,9 @@ def test_out_of_range_value_names_parameter_file_and_accepted_values(name, value
 
 def test_boundary_values_are_accepted():
     P.check({"shrinkage": [0, 1], "latent_dims": [1], "bag_sizes": [0, 40], "n_bags": 1, "batch_size": 1,
-             "num_workers": 0, "text_kinds": ["title", "concat"], "scores": ["weighted"], "models": ["exact"],
-             "image_encoder": "resnet50", "text_pooling": "cls", "ingredients": "detected"}, NOTEBOOKS, "x.yaml")
+             "num_workers": 0, "text_kinds": ["title", "concat", "lexical"], "scores": ["weighted"],
+             "models": ["exact"], "image_encoder": "resnet50", "text_pooling": "cls", "ingredients": "detected",
+             "concat_parts": ["title", "ingredients", "instructions", "lexical"], "lexical_dims": 1}, NOTEBOOKS, "x.yaml")
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
@@ -125,7 +129,7 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 
 
 @pytest.mark.parametrize("override", ["data_dir=no", "data_dir=123", "given_dir=true", "image_weights=1.5",
-                                      "cache_dir=no", "cache_dir=null", "text_encoder=no", "data_dir=''"])
+                                      "cache_dir=no", "cache_dir=123", "text_encoder=no", "data_dir=''"])
 def test_path_parameters_must_be_strings(tmp_path, override):
     f = tmp_path / "p.yaml"
     f.write_text("n_bags: 3\n")
@@ -141,7 +145,8 @@ def test_none_only_where_the_default_is_none():
             NOTEBOOKS, "x.yaml")
 
 
-def test_grid_point_folders_never_collide():
+def test_grid_point_folders_never_collide(monkeypatch):
+    monkeypatch.delitem(P.RULES, "device")  # a free-text axis, whatever device names are valid
     values = ["a_b", "a-b", "x/y", "x y", "1", "2", "true", "", "-", "ab/"]
     points = R.expand({"grid": {"device": values}}, "g.yaml")
     labels = [label for label, _ in points]
@@ -165,3 +170,39 @@ def test_up_to_date_stamps_cover_the_photos(demo_root, tmp_path):
     photo = next((root / "images").rglob("*.jpg"))
     photo.write_bytes(photo.read_bytes() + b"\0")
     assert inputs_key({"data_dir": str(root)}) != before
+
+
+def test_a_set_typo_is_blamed_on_the_command_line(tmp_path, capsys):
+    assert R.main([str(R.ROOT / "params" / "demo.yaml"), "--set", "latent_dimz=[3]"]) == 1
+    err = capsys.readouterr().err
+    assert "--set: unknown parameter 'latent_dimz'; did you mean 'latent_dims'?" in err and "demo.yaml" not in err
+    assert R.main([str(R.ROOT / "params" / "demo.yaml"), "--set", "n_bags=ten"]) == 1
+    assert "--set: parameter 'n_bags'" in capsys.readouterr().err
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("override,named", [
+    ("data_dir=/nope", "data_dir /nope is not a folder"),
+    ("data_dir=.", "has no layer1.json or layer2.json"),
+    ("given_dir=/nope/given", "given_dir /nope/given is not a folder"),
+    ("image_weights=/nope/resnet50.pth", "image_weights /nope/resnet50.pth is not a file"),
+    ("text_encoder=/nope/bert", "text_encoder /nope/bert is not a folder"),
+    ("cluster=tcp://127.0.0.1:9", "cluster tcp://127.0.0.1:9: no scheduler answers there"),
+])
+def test_a_missing_input_stops_before_the_run_folder_is_touched(tmp_path, monkeypatch, override, named):
+    """A mistaken run must not overwrite the last good report: what the runner can check, it checks first."""
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "reports" / "demo"
+    old.mkdir(parents=True)
+    (old / "index.html").write_text("the last good report")
+    (old / "params.yaml").write_text("data_dir: null\n")
+    before = snapshot(tmp_path / "reports")
+    t0 = time.perf_counter()
+    with pytest.raises(P.ParameterError, match=re.escape(named)):
+        R.run(R.ROOT / "params" / "demo.yaml", [override], reports_dir=tmp_path / "reports")
+    assert time.perf_counter() - t0 < 5
+    assert snapshot(tmp_path / "reports") == before
+    assert not (tmp_path / "reports" / "demo" / ".lock").exists()

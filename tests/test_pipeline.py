@@ -30,8 +30,9 @@ PROBE = """
   const info = document.querySelector('#results_wrapper .dt-info');
   const th = [...document.querySelectorAll('#results_wrapper thead th')].find(h => h.innerText.trim() === 'medr');
   let sorted = null;
-  if (th) { th.querySelector('.dtcc-button_order').click(); await new Promise(r => setTimeout(r, 300));
-    const col = [...th.parentNode.children].indexOf(th);
+  if (th) { const col = [...th.parentNode.children].indexOf(th);  // its order button: the controls' row
+    document.querySelectorAll('#results_wrapper thead tr')[1].children[col].querySelector('.dtcc-button_order').click();
+    await new Promise(r => setTimeout(r, 300));
     const v = [...document.querySelectorAll('#results tbody tr')].map(r => parseFloat(r.cells[col].innerText));
     sorted = v.every((x, i) => i === 0 || v[i - 1] <= x); }
   const imgs = [...document.images];
@@ -90,13 +91,15 @@ def test_rerun_skips_notebooks_that_are_up_to_date(tmp_path, capsys):
 
 
 def test_failing_notebook_still_reports_its_error(tmp_path):
-    (tmp_path / "data").mkdir()
+    (tmp_path / "data").mkdir()  # layer files present (the runner's pre-checks pass), one unreadable
+    (tmp_path / "data" / "layer1.json").write_text("{ not JSON")
+    (tmp_path / "data" / "layer2.json").write_text("[]")
     params = tmp_path / "bad.yaml"
     params.write_text(f"cache_dir: {tmp_path / 'cache'}\ndata_dir: {tmp_path / 'data'}\n")
     with pytest.raises(RuntimeError, match="01_extract failed"):
         R.run(params, name="bad", reports_dir=tmp_path / "reports")
     html = (tmp_path / "reports" / "bad" / "01_extract.html").read_text()
-    assert "layer1.json" in html and "FileNotFoundError" in html
+    assert "layer1.json" in html and "Error" in html
     assert "<b>failed</b>" in (tmp_path / "reports" / "bad" / "index.html").read_text()
 
 
@@ -135,6 +138,7 @@ def test_shared_sample_end_to_end(tmp_path, shared_root):
 
 def test_grid_runs_points_in_parallel_and_survives_a_failing_point(tmp_path, capsys):
     grid = tmp_path / "grid.yaml"
+    (tmp_path / "no-model").mkdir()  # a folder (the runner's pre-checks pass) without a model in it
     grid.write_text(f"cache_dir: {tmp_path / 'cache'}\ngrid:\n  text_encoder: [minilm, {tmp_path / 'no-model'}]\n")
     with pytest.raises(RuntimeError, match="1 of 2 grid points failed"):
         R.run(grid, SMALL + ["text_kinds=[title]", "latent_dims=[4]"], name="g", reports_dir=tmp_path / "reports", jobs=2)

@@ -134,9 +134,9 @@ FILTER_PROBE = """
   input.value = KIND; input.dispatchEvent(new Event('input', {bubbles: true}));
   await new Promise(r => setTimeout(r, 500));
   const th = [...document.querySelectorAll('#results_wrapper thead th')].find(h => h.innerText.trim() === 'medr');
-  th.querySelector('.dtcc-button_order').click();
+  const col = [...th.parentNode.children].indexOf(th);  // its order button: the same column, the controls' row
+  document.querySelectorAll('#results_wrapper thead tr')[1].children[col].querySelector('.dtcc-button_order').click();
   await new Promise(r => setTimeout(r, 300));
-  const col = [...th.parentNode.children].indexOf(th);
   const rows = [...document.querySelectorAll('#results tbody tr')];
   return {before, after: count(), shown: rows.map(r => r.innerText),
           medr: rows.map(r => parseFloat(r.cells[col].innerText))};"""
@@ -173,6 +173,22 @@ def test_index_headline_tables_and_offline_interactive_table(tmp_path):
     assert total == len(results) and after == (results.text_kind == kind).sum()
     assert found["shown"] and all(kind in r for r in found["shown"])
     assert found["medr"] == sorted(found["medr"]) and found["medr"][0] == results[results.text_kind == kind].medr.min()
+
+
+def test_index_results_table_fits_1300_pixels(tmp_path):
+    """Every column of the interactive results table readable without scrolling sideways on a laptop."""
+    page = write_run(tmp_path, fake_results())
+    got = in_browser(page, tmp_path, """
+      for (let i = 0; i < 200 && !document.querySelector('table#results thead tr:nth-child(2) th'); i++)
+        await new Promise(r => setTimeout(r, 50));  // drawn by a module script after load, controls last
+      const t = document.querySelector('table#results');
+      return {table: t.getBoundingClientRect().width, page: document.documentElement.clientWidth,
+              scroll: document.documentElement.scrollWidth, columns: t.querySelectorAll('thead th').length};""")
+    results = pd.read_csv(page.parent / "results.csv")
+    varying = [c for c in results if not c.endswith("_bags")  # a column equal in every row is named above it
+               and (c in ("chosen", "medr", "r1", "r5", "r10") or results[c].nunique(dropna=False) != 1)]
+    assert len(varying) >= 15 and got["columns"] == len(varying), (varying, got)
+    assert got["table"] <= got["page"] and got["scroll"] <= got["page"], got
 
 
 def test_index_without_paper_config_says_not_in_this_grid(tmp_path):
@@ -216,3 +232,14 @@ def test_grid_index_heads_with_the_best_point(tmp_path):
                     for d in ("im2recipe", "recipe2im") for m in ("medr", "r10")
                     for r in [R.main_rows(chosen, split, d)]]
         assert cells == expected
+
+
+def test_absent_paper_tables_and_dims_say_why():
+    df = fake_results(kinds=("title",), dims=(10, 50), test_pairs=5000)
+    out = tables.paper_tables(df)
+    assert [t.split(" · ")[0] for t, _ in out] == ["Table 1", "Table 2"]
+    assert "not in these results" in out[0][0]
+    assert "the test split has 5,000 query pairs, fewer than a bag of 10,000" in out[0][1]
+    assert "no rows at dim 768: not among the latent_dims of this run (10, 50)" in out[1][1]
+    capped = df.assign(n_components=df.latent_dim.clip(upper=40))
+    assert "no rows at dim 768: above the rank of the features (40 components at most)" in tables.paper_tables(capped)[1][1]

@@ -81,3 +81,29 @@ def test_clean_run_pages_progress_on_the_terminal_and_one_zip(tmp_path):
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
         zipped.unlink(missing_ok=True)
+
+
+def test_a_failed_run_keeps_the_previous_complete_report_readable(tmp_path, monkeypatch):
+    """A run that fails after touching its folder leaves the last complete report whole, in previous/, marked
+    as the previous one and linked from the failed run's index; the next complete run drops the copy."""
+    from cmr_utils import run as R
+    version = {"n": 0}
+
+    def execute(nb, params, run_dir):
+        (run_dir / f"{nb}.ipynb").write_text(f"run {version['n']}")
+        return "boom" if version["n"] == 2 and nb == "03_evaluate" else None
+
+    monkeypatch.setattr(R.kernel, "execute", execute)
+    monkeypatch.setattr(R.render, "to_html", lambda ipynb, html, show: html.write_text(ipynb.read_text()))
+    run_dir = tmp_path / "demo"
+    for n in (1, 2):
+        version["n"] = n
+        steps, error = R.run_point({"n_bags": n}, run_dir)
+    assert error == "boom" and (run_dir / "03_evaluate.html").read_text() == "run 2"
+    previous = run_dir / "previous"
+    assert (previous / "03_evaluate.html").read_text() == "run 1" and (previous / "04_visualize.html").exists()
+    assert "The previous complete report" in (previous / "index.html").read_text()
+    assert "href='previous/index.html'" in (run_dir / "index.html").read_text()
+    assert broken_links(previous) == ["index.html -> ../index.html"]  # back to the failed run, outside the copy
+    version["n"] = 3
+    assert R.run_point({"n_bags": 3}, run_dir)[1] is None and not previous.exists()

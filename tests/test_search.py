@@ -1,4 +1,5 @@
 """Search a run's test set by photo or text: right answers on the demo, clear errors, and fast at Recipe1M size."""
+import io
 import time
 
 import numpy as np
@@ -37,6 +38,26 @@ def test_cli_answers_photos_and_texts_from_the_cache(run_dir, capsys, monkeypatc
     assert "text kind 'nope' is not in this run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_a_second_query_takes_under_a_second_and_prints_nothing_stray(run_dir, capfd, monkeypatch):
+    """The encoders load once per process, without their loading bar; --interactive reads one query a line."""
+    stages.encoder_like.cache_clear()
+    gallery = search.load(run_dir)
+    photo = gallery.index.path[0]
+    gallery.search(["tomato soup", photo])
+    for query in ("chocolate cake", gallery.index.path[1]):
+        t0 = time.perf_counter()
+        gallery.search([query])
+        assert time.perf_counter() - t0 < 1.0, query
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"chocolate cake\n{photo}\n\nnot read\n"))
+    capfd.readouterr()
+    assert search.main([str(run_dir), "tomato soup", "--interactive", "--k", "3"]) == 0
+    out, err = capfd.readouterr()
+    assert err == "" and "Loading" not in out
+    assert "'tomato soup' → photos" in out and "'chocolate cake' → photos" in out and f"{photo!r} → recipes" in out
+    assert "not read" not in out
+
+
 def gallery(n: int, dim: int, encoders=None) -> search.Gallery:
     """A synthetic gallery of ``n`` pairs in a ``dim``-dimensional space."""
     rng = np.random.default_rng(0)
@@ -59,6 +80,17 @@ def test_top_k_is_exact_and_fast_at_recipe1m_size():
     rows, scores = found[0]
     exact = np.argsort(-(g.recipes @ queries[0]), kind="stable")[:10]
     assert list(rows[0]) == list(exact) and np.all(np.diff(scores[0]) <= 0)
+
+
+def test_the_gallery_key_is_what_the_features_and_models_are_not_their_paths():
+    manifest = {"data": {"root": "/data", "fingerprint": "f"}, "encoders": {},
+                "image": {"test": "/abs/cache/features/i1"}, "text": {"title": {"test": "/abs/cache/features/t1"}}}
+    models = [{"text_kind": "title", "path": "/abs/cache/models/m1.joblib"}]
+    relative = {**manifest, "image": {"test": "../cache/features/i1"}, "text": {"title": {"test": "../cache/features/t1"}}}
+    same = search._stamp({"score": "cosine"}, relative, [{**models[0], "path": "../cache/models/m1.joblib"}])
+    assert search._stamp({"score": "cosine"}, manifest, models) == same
+    other = {**manifest, "image": {"test": "/abs/cache/features/i2"}}
+    assert search._stamp({"score": "cosine"}, other, models) != same
 
 
 def test_given_features_say_which_modality_has_no_encoder(tmp_path):
