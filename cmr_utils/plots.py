@@ -103,6 +103,15 @@ def recall_by_kind(results: pd.DataFrame, split: str = "test"):
     return fig
 
 
+def _styles(scores: list[str]) -> dict:
+    """A (line style, marker) per score: the base score's line, its hubness correction's marker (o: none)."""
+    parts = [s.partition("+")[::2] for s in scores]
+    line = {b: ls for b, ls in zip(dict.fromkeys(b for b, _ in parts), itertools.cycle(["-", "--", ":", "-."]))}
+    marker = {h: m for h, m in zip(dict.fromkeys(h for _, h in sorted(parts, key=lambda p: p[1] != "")),
+                                   itertools.cycle("os^Dv"))}
+    return {s: (line[b], marker[h]) for s, (b, h) in zip(scores, parts)}
+
+
 def medr_vs_dim(results: pd.DataFrame, split: str = "test"):
     """medR against latent dimension: a line per text kind and score, a panel per model and direction.
 
@@ -114,7 +123,7 @@ def medr_vs_dim(results: pd.DataFrame, split: str = "test"):
     df = main_rows(results, split).merge(val.drop_duplicates(lines)[lines + ["shrinkage"]])
     models, kinds, scores = (list(dict.fromkeys(results[c])) for c in lines)
     colour = dict(zip(kinds, sns.color_palette("tab10", len(kinds))))
-    style = dict(zip(scores, ["-", "--", ":", "-."]))
+    style = _styles(scores)
     fig, axes = plt.subplots(len(models), 2, figsize=(11, 3.3 * len(models)), sharex=True, sharey=True,
                              layout="constrained", squeeze=False)
     for row, model in zip(axes, models):
@@ -122,7 +131,7 @@ def medr_vs_dim(results: pd.DataFrame, split: str = "test"):
             d = df[(df.model == model) & (df.direction == direction)]
             for (kind, score), g in d.groupby(["text_kind", "score"], sort=False):
                 g = g.sort_values("latent_dim")
-                ax.plot(g.latent_dim, g.medr, style[score], marker="o", ms=4, color=colour[kind])
+                ax.plot(g.latent_dim, g.medr, ls=style[score][0], marker=style[score][1], ms=4, color=colour[kind])
             if model == PAPER["model"]:
                 paper = d[(d.latent_dim == PAPER["latent_dim"]) & (d.score == PAPER["score"])]
                 ax.scatter(paper.latent_dim, paper.medr, marker="*", s=180, c=[colour[k] for k in paper.text_kind],
@@ -140,7 +149,7 @@ def medr_vs_dim(results: pd.DataFrame, split: str = "test"):
     for ax in axes[-1]:
         ax.set_xlabel("latent dimension")
     handles = ([Line2D([], [], color=colour[k], marker="o", label=k) for k in kinds]
-               + [Line2D([], [], color="grey", ls=style[s], label=f"score: {s}") for s in scores]
+               + [Line2D([], [], color="grey", ls=style[s][0], marker=style[s][1], label=f"score: {s}") for s in scores]
                + [Line2D([], [], ls="", marker="*", ms=12, mfc="white", mec="black", label=PAPER_LABEL)])
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="text kind", title_fontsize=8)
     return fig

@@ -16,7 +16,7 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from .io import atomic_file, key
 from .models import entry_key, from_arrays, to_arrays
 from .results import CONFIG_COLUMNS, best_per_kind
 from .results import load as load_results
-from .retrieval import normalize
+from .retrieval import normalize, penalty
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
@@ -44,6 +44,7 @@ class Gallery:
     photos: np.ndarray
     recipes: np.ndarray
     index: pd.DataFrame
+    penalties: dict = field(default_factory=dict)  # {"photos"|"recipes": each item's hubness} for a "+csls"-style score
 
     @property
     def label(self) -> str:
@@ -73,6 +74,8 @@ class Gallery:
         """(rows, scores), best first, of the ``k`` gallery items nearest to each query row (normalised
         latent vectors, or sums of them: the ranking is the score's)."""
         S = np.atleast_2d(Z) @ {"recipes": self.recipes, "photos": self.photos}[to].T
+        if to in self.penalties:  # ranked as evaluated: less what the training queries give each item
+            S = S - self.penalties[to].astype(S.dtype)
         k = min(k, S.shape[1])
         rows = np.argpartition(-S, k - 1, axis=1)[:, :k]
         rows = np.take_along_axis(rows, np.argsort(-np.take_along_axis(S, rows, 1), axis=1, kind="stable"), 1)
@@ -139,6 +142,11 @@ def load(run_dir, kind: str | None = None) -> Gallery:
                          path=[str(ds.image_path(r.partition, i)) for r, i in zip(recipe, index.image_id)])
     gallery = Gallery(run_dir, config, space, manifest["encoders"], photos, recipes, index)
     gallery.photos, gallery.recipes = gallery.normalize(photos), gallery.normalize(recipes)
+    if hub := config["score"].partition("+")[2]:
+        # as in evaluation: photos are penalised by the training bank's texts, recipes by its images
+        bank_img, bank_txt = (gallery.normalize(z) for z in space.transform(*stages.train_bank(run_dir, config)))
+        gallery.penalties = {"photos": penalty(gallery.photos, bank_txt, hub),
+                             "recipes": penalty(gallery.recipes, bank_img, hub)}
     _write_gallery(path, gallery, stamp)
     return gallery
 
@@ -149,7 +157,7 @@ def _write_gallery(path: Path, g: Gallery, stamp: str) -> None:
     columns = {f"index_{c}": np.array(g.index[c].astype(str).tolist(), dtype=str) for c in g.index.columns}
     with atomic_file(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, photos=g.photos, recipes=g.recipes, about=np.array(json.dumps(about)), **columns,
-                 **to_arrays(g.space, "space_"))
+                 **to_arrays(g.space, "space_"), **{f"penalty_{k}": v for k, v in g.penalties.items()})
 
 
 def _read_gallery(run_dir: Path, path: Path, stamp: str) -> Gallery | None:
@@ -160,7 +168,7 @@ def _read_gallery(run_dir: Path, path: Path, stamp: str) -> Gallery | None:
             return None
         index = pd.DataFrame({c: z[f"index_{c}"].astype(object) for c in about["columns"]})
         return Gallery(run_dir, about["config"], from_arrays(dict(z), "space_"), about["encoders"], z["photos"],
-                       z["recipes"], index)
+                       z["recipes"], index, {k[8:]: z[k] for k in z.files if k.startswith("penalty_")})
 
 
 def _stamp(config: dict, manifest: dict, models: list[dict]) -> str:

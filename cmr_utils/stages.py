@@ -497,6 +497,14 @@ def space(run_dir, config) -> tuple:
             pairs(manifest, entry["text_kind"], "test", query_set(manifest, "test")[0]))
 
 
+def train_bank(run_dir, config) -> tuple:
+    """The training pairs' features (X, Y) that evaluation used as the bank of a hubness-corrected score
+    for ``config``'s text kind (the same seeded subset beyond ``BANK``)."""
+    seed = yaml.safe_load((Path(run_dir) / "params.yaml").read_text()).get("seed", 0)  # 03_evaluate's default
+    bank = _bank([pairs(_read(run_dir, "features.json"), config["text_kind"], "train")[:2]], seed)
+    return tuple(np.asarray(v) for v in bank)
+
+
 def shown_path(path, run_dir) -> str:
     """A photo's path as a shared page shows it: within the run's data folder, not this machine's folders."""
     root = Path(_read(run_dir, "features.json")["data"]["root"])

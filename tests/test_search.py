@@ -1,5 +1,6 @@
 """Search a run's test set by photo or text: right answers on the demo, clear errors, and fast at Recipe1M size."""
 import io
+import shutil
 import time
 
 import numpy as np
@@ -100,3 +101,27 @@ def test_given_features_say_which_modality_has_no_encoder(tmp_path):
     with pytest.raises(ValueError, match="given image features: there is no image encoder"):
         g.search([str(photo)])
     assert search.target(str(photo)) == "recipes" and search.target("x" * 5000) == "photos"
+
+
+@pytest.mark.slow
+def test_a_hubness_corrected_choice_searches_as_it_was_evaluated(run_dir, tmp_path):
+    """A run that chose "cosine+csls" ranks search results by the corrected score: each item less its CSLS
+    penalty from the training bank (photos by its texts, recipes by its images), kept in the cached gallery."""
+    from cmr_utils.retrieval import normalize, penalty
+    hub_run = tmp_path / "hub"
+    shutil.copytree(run_dir, hub_run, ignore=shutil.ignore_patterns("search"))
+    results = pd.read_csv(hub_run / "results.csv", dtype={"chosen": bool})
+    results.loc[results.chosen, "score"] = "cosine+csls"
+    results.to_csv(hub_run / "results.csv", index=False)
+    gallery = search.load(hub_run)
+    plain = search.load(run_dir, gallery.config["text_kind"])
+    manifest = stages._read(hub_run, "features.json")
+    Bi, Bt = (normalize(z, "cosine") for z in gallery.space.transform(*stages.pairs(manifest, gallery.config["text_kind"], "train")[:2]))
+    np.testing.assert_allclose(gallery.penalties["photos"], penalty(gallery.photos, Bt, "csls"), rtol=1e-6)
+    np.testing.assert_allclose(gallery.penalties["recipes"], penalty(gallery.recipes, Bi, "csls"), rtol=1e-6)
+    z = gallery.embed_texts(["tomato soup"])
+    rows, scores = gallery.top(z, k=len(gallery.index), to="photos")
+    expected = (z @ gallery.photos.T)[0] - gallery.penalties["photos"]
+    np.testing.assert_allclose(scores[0], expected[rows[0]], rtol=1e-5, atol=1e-6)
+    assert (np.diff(scores[0]) <= 1e-7).all() and not plain.penalties
+    assert np.array_equal(search.load(hub_run).penalties["recipes"], gallery.penalties["recipes"])  # from the cache

@@ -126,6 +126,17 @@ def test_paper_configuration_is_marked_or_said_missing():
     plt.close("all")
 
 
+def test_medr_curves_tell_every_score_apart_hubness_corrected_ones_included():
+    from cmr_utils.retrieval import SCORES
+    results = pd.concat([synthetic_results().assign(score=s) for s in SCORES], ignore_index=True)
+    fig = plots.medr_vs_dim(results)
+    fig.canvas.draw()
+    legend = {h.get_label(): (h.get_linestyle(), h.get_marker()) for h in fig.legends[0].legend_handles
+              if h.get_label().startswith("score: ")}
+    assert sorted(legend) == sorted(f"score: {s}" for s in SCORES) and len(set(legend.values())) == len(SCORES)
+    plt.close("all")
+
+
 def test_recipe_groups_are_named_by_distinctive_title_words():
     rng = np.random.default_rng(0)
     Z = np.vstack([rng.normal(0, 0.1, (20, 5)) + 3, rng.normal(0, 0.1, (20, 5)) - 3])
