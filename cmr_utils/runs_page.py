@@ -128,13 +128,14 @@ def _table(rows: list[dict]) -> str:
     df = pd.DataFrame([{
         "run": f"<a href='{r['name']}/index.html'>{r['name']}</a>", "when": r["when"], "status": r["status"],
         "commit": r["commit"], "data fingerprint": r["data"], "encoders": r["encoders"], "chosen": r["chosen"],
-        **{f"{T.METRICS[m]} {T.DIRECTIONS[d]}": r["numbers"].get((d, m)) for d, m in HEADLINE},
+        **{f"{T.METRICS[m]} {T.DIRECTIONS[d]}": round(r["numbers"][d, m], 2) if (d, m) in r["numbers"] else "–"
+           for d, m in HEADLINE},  # a run without test numbers (failed, still running) shows a dash, not NaN
         "points": T.render("runs_points.html.j2", grid=r["name"], points=r["points"], headline=HEADLINE,
                            directions=T.DIRECTIONS, metrics=T.METRICS) if r["points"] else ""}
         for r in rows], columns=["run", "when", "status", "commit", "data fingerprint", "encoders", "chosen",
                                  *(f"{T.METRICS[m]} {T.DIRECTIONS[d]}" for d, m in HEADLINE), "points"])
     return itables.to_html_datatable(
-        df.round(2), connected=False, table_id="runs", showIndex=False, maxBytes=0, allow_html=True, scrollX=True,
+        df, connected=False, table_id="runs", showIndex=False, maxBytes=0, allow_html=True, scrollX=True,
         pageLength=25, lengthMenu=[10, 25, 100, {"label": "All", "value": -1}], order=[],
         # not itables' default layout, which drops the search box from a table of one page: a few runs are searched too
         layout={"topStart": "search", "topEnd": "info", "bottomStart": "pageLength", "bottomEnd": "paging"},

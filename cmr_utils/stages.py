@@ -20,6 +20,7 @@ from .data import SPLITS, TEXT_KINDS, Recipe1M
 from .encoders import ImageEncoder, TextEncoder
 from .features import Features, Rows, concat, image_features, paired, text_features
 from .io import key, save_csv, save_json
+from .progress import bar
 from .models import LINEAR, NESTED, OWN_PARAMS, Moments, SharedSpace, fit_cached, moments_cached
 from .models import load as load_model
 from .cluster import run as cluster_run
@@ -314,7 +315,7 @@ def evaluate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, see
         rows = cluster_run(_evaluate_model, tasks, client, "evaluate", [len(t[1]) for t in tasks], progress,
                            combine=lambda a, b: a + b)
         df = pd.DataFrame(rows)
-        cv = cross_validate(run_dir, scores, bag_sizes, n_bags, seed, folds) if select == "kfold" else None
+        cv = cross_validate(run_dir, scores, bag_sizes, n_bags, seed, folds, progress) if select == "kfold" else None
         best = chosen(df, select_by, cv)
         df["chosen"] = (df[CONFIG_COLUMNS] == best).all(axis=1)
         df = pd.concat([df, refit(run_dir, best, bag_sizes, n_bags, seed, client).assign(chosen=True)],
@@ -375,7 +376,7 @@ def _ranked(manifest, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, 
 
 
 def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, seed=0,
-                   folds=5) -> pd.DataFrame:
+                   folds=5, progress=True) -> pd.DataFrame:
     """K-fold cross-validation of every fitted configuration on the train+val pairs; writes ``kfold.csv``.
 
     A small val split makes a noisy judge; here every train+val recipe judges. The recipes of the
@@ -393,16 +394,16 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
     manifest = _read(run_dir, "features.json")
     recipes = query_set(manifest, "train")[0] + query_set(manifest, "val")[0]
     fold_of = dict(zip(np.random.default_rng(seed).permutation(recipes), np.arange(len(recipes)) % folds))
-    entries, rows = _read(run_dir, "models.json"), []
-    for kind in dict.fromkeys(e["text_kind"] for e in entries):
+    entries, rows, by_kind = _read(run_dir, "models.json"), [], {}
+    for e in entries:  # per text kind, the configurations that differ only in latent dim
+        by_kind.setdefault(e["text_kind"], {}).setdefault(
+            key({k: v for k, v in e["params"].items() if k != "n_components"}), []).append(e)
+    steps = bar(total=folds * sum(map(len, by_kind.values())), desc="k-fold", disable=not progress)
+    for kind, groups in by_kind.items():
         parts = [pairs(manifest, kind, split) for split in ("train", "val")]
         X, Y = (np.vstack([p[i] for p in parts]) for i in (0, 1))
         ids = pd.concat([p[2].recipe_id for p in parts], ignore_index=True)
         fold, first = ids.map(fold_of).fillna(-1).to_numpy(int), ~ids.duplicated().to_numpy()
-        groups = {}  # configurations that differ only in latent dim
-        for e in entries:
-            if e["text_kind"] == kind:
-                groups.setdefault(key({k: v for k, v in e["params"].items() if k != "n_components"}), []).append(e)
         total = Moments.of(X, Y) if any(g[0]["model"] in LINEAR for g in groups.values()) else None
         for f in range(folds):
             out, held = fold == f, np.flatnonzero((fold == f) & first)
@@ -418,6 +419,8 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
                               "n_pairs": len(held), **r}
                              for score in scores
                              for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_, latent)]
+                steps.update()
+    steps.close()
     cv = pd.DataFrame(rows).round(4)  # the numbers kfold.csv keeps: the choice and the report rank the same ones
     save_csv(Path(run_dir) / "kfold.csv", cv)
     return cv

@@ -72,6 +72,7 @@ def test_runs_page_rows_status_and_numbers(tmp_path):
     assert [p["name"] for p in by["grid"]["points"]] == ["p1", "p2"] and by["grid"]["when"] == "2026-01-05 10:00"
     html = runs_page.write(reports).read_text()
     assert "href='grid/p2/index.html'" in html and "failed at 02_fit" in html
+    assert "NaN" not in html and "nan" not in re.sub(r"<script.*?</script>", "", html, flags=re.S)  # broken: dashes
     assert not re.search(r"<script[^>]+src=['\"]?http", html)
 
 

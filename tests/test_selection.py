@@ -54,6 +54,14 @@ def test_kfold_picks_the_planted_best_and_never_reads_test(run):
     assert cv_means(cv).sort_values("medr").text_kind.iloc[0] == "title"
 
 
+def test_kfold_shows_progress_per_fold_and_configuration(run, capfd):
+    """Cross-validation can take minutes on the real sample: its bar moves once per fold and configuration group."""
+    stages.cross_validate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, folds=4)
+    groups = 2 * 2 * 2  # kinds × models × shrinkages (the latent dims of one group share a fit)
+    err = capfd.readouterr().err
+    assert "k-fold: 100%|" in err and f" {4 * groups}/{4 * groups} [" in err
+
+
 def test_evaluate_by_kfold_against_val_and_the_refit_rows(run):
     by_val = stages.evaluate(run, scores=["cosine"], bag_sizes=[50], n_bags=2)
     assert set(by_val[by_val.chosen].text_kind) == {"ingredients"}  # misled by val
