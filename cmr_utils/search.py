@@ -31,6 +31,7 @@ from .results import load as load_results
 from .retrieval import normalize, penalty
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
+GALLERY_VERSION = 2  # 2: hubness penalties stored with the gallery (a version-1 gallery ranked without them)
 
 
 @dataclass
@@ -176,7 +177,7 @@ def _stamp(config: dict, manifest: dict, models: list[dict]) -> str:
     not the paths that reached them; the data root stays in, as the gallery keeps its photos' paths."""
     features = {**manifest, "image": entry_key(list(manifest["image"].values())),
                 "text": {k: entry_key(list(v.values())) for k, v in manifest["text"].items()}}
-    return key(config, features, [{**m, "path": Path(m["path"]).name} for m in models])
+    return key(config, features, [{**m, "path": Path(m["path"]).name} for m in models], GALLERY_VERSION)
 
 
 def galleries(run_dir) -> dict[str, Gallery]:

@@ -1,4 +1,5 @@
 """Search a run's test set by photo or text: right answers on the demo, clear errors, and fast at Recipe1M size."""
+import dataclasses
 import io
 import shutil
 import time
@@ -104,7 +105,7 @@ def test_given_features_say_which_modality_has_no_encoder(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_hubness_corrected_choice_searches_as_it_was_evaluated(run_dir, tmp_path):
+def test_a_hubness_corrected_choice_searches_as_it_was_evaluated(run_dir, tmp_path, monkeypatch):
     """A run that chose "cosine+csls" ranks search results by the corrected score: each item less its CSLS
     penalty from the training bank (photos by its texts, recipes by its images), kept in the cached gallery."""
     from cmr_utils.retrieval import normalize, penalty
@@ -125,3 +126,12 @@ def test_a_hubness_corrected_choice_searches_as_it_was_evaluated(run_dir, tmp_pa
     np.testing.assert_allclose(scores[0], expected[rows[0]], rtol=1e-5, atol=1e-6)
     assert (np.diff(scores[0]) <= 1e-7).all() and not plain.penalties
     assert np.array_equal(search.load(hub_run).penalties["recipes"], gallery.penalties["recipes"])  # from the cache
+    # a gallery cached before penalties were stored (version 1) is rebuilt, not searched without them
+    current = search.GALLERY_VERSION
+    monkeypatch.setattr(search, "GALLERY_VERSION", current - 1)
+    path, manifest = hub_run / "search" / f"{gallery.config['text_kind']}.npz", stages._read(hub_run, "features.json")
+    stale = search._stamp(gallery.config, manifest, stages._read(hub_run, "models.json"))
+    search._write_gallery(path, dataclasses.replace(gallery, penalties={}), stale)
+    assert not search.load(hub_run).penalties
+    monkeypatch.setattr(search, "GALLERY_VERSION", current)
+    assert np.array_equal(search.load(hub_run).penalties["photos"], gallery.penalties["photos"])
