@@ -37,14 +37,14 @@ $(LABCONFIG): $(STAMP)
 	$(BIN)/jupytext-config --settings-file $@ set-default-viewer python
 
 report: $(STAMP)
-	$(BIN)/python -m cmr_utils.run $(PARAMS) $(ARGS)
+	$(BIN)/python -m cmr_utils run $(PARAMS) $(ARGS)
 
 # a Recipe1M-size synthetic corpus with given features (no photos) in cache/synthetic/; SCALE=0.1 for a tenth
 synthetic: $(STAMP)
-	$(BIN)/python -m cmr_utils.synthetic --scale $(SCALE) --cache-dir cache
+	$(BIN)/python -m cmr_utils synthetic --scale $(SCALE) --cache-dir cache
 
 share: $(STAMP)
-	$(BIN)/python -m cmr_utils.share reports/$(RUN)
+	$(BIN)/python -m cmr_utils share reports/$(RUN)
 
 test: env $(MLFLOW)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

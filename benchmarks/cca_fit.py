@@ -43,9 +43,9 @@ SWEEP = {"shrinkage": (0.0, 0.1, 0.5, 0.9), "latent_dims": (2, 10, 25, 50, 100, 
 
 
 def job(name: str, folder: str, k: int, queue) -> None:
-    from cmr_utils.features import Rows
+    from cmr_utils.features.store import Rows
     from cmr_utils.io import NpyRows
-    from cmr_utils.models import Moments, SharedSpace
+    from cmr_utils.fit.models import Moments, SharedSpace
     tracemalloc.start()
     X, Y = (Rows([NpyRows(Path(folder) / f)]) for f in ("X.npy", "Y.npy"))  # read from disk in chunks
     if not name.startswith("exact"):
@@ -70,7 +70,7 @@ def job(name: str, folder: str, k: int, queue) -> None:
 
 
 def eval_job(name: str, n: int, k: int, queue) -> None:
-    from cmr_utils.retrieval import evaluate
+    from cmr_utils.evaluate.retrieval import evaluate
     tracemalloc.start()
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(n, k))

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cmr_utils import cluster, demo
-from cmr_utils import features as F
-from cmr_utils.data import Recipe1M
-from cmr_utils.encoders import ImageEncoder, _loaded
+from cmr_utils import cluster
+from cmr_utils.data import demo
+from cmr_utils.features import store as F
+from cmr_utils.data.recipe1m import Recipe1M
+from cmr_utils.features.encoders import ImageEncoder, _loaded
 
 
 def extract(ds, cache: Path, client=None) -> tuple[float, np.ndarray]:

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmr_utils import demo, runtimes
-from cmr_utils.data import Recipe1M
-from cmr_utils.encoders import ImageEncoder, TextEncoder, load_image
+from cmr_utils.data import demo
+from cmr_utils.features import runtimes
+from cmr_utils.data.recipe1m import Recipe1M
+from cmr_utils.features.encoders import ImageEncoder, TextEncoder, load_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "epicurious-r1m"
 

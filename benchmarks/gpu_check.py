@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmr_utils import demo
-from cmr_utils.data import Recipe1M
-from cmr_utils.encoders import ImageEncoder, TextEncoder
+from cmr_utils.data import demo
+from cmr_utils.data.recipe1m import Recipe1M
+from cmr_utils.features.encoders import ImageEncoder, TextEncoder
 
 FLOOR = 0.999
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cmr_utils import run as R
+from cmr_utils.runner import run as R
 
 GRID = """demo_recipes: 300
 text_kinds: [title]

@@ -43,7 +43,7 @@ def measure(how: str, root: str, queue) -> None:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if how == "Recipe1M (streaming)":
-        from cmr_utils.data import Recipe1M
+        from cmr_utils.data.recipe1m import Recipe1M
         n = len(Recipe1M(root).recipes)
     else:
         n = len(json.load(open(Path(root) / "layer1.json")))

@@ -3,7 +3,7 @@
     python benchmarks/search_latency.py [--n 51000] [--dim 50] [--k 10] [--queries 200]
 
 A synthetic gallery of ``n`` normalised photo and recipe vectors, searched the way
-``python -m cmr_utils.search`` does (``Gallery.top``: one matrix-vector product and a partial
+``python -m cmr_utils search`` does (``Gallery.top``: one matrix-vector product and a partial
 sort), against ranking the whole gallery with a full sort; plus loading the gallery from its
 cache file, which the CLI pays once per process. Query encoding (one encoder pass) is not included.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmr_utils.models import SharedSpace
-from cmr_utils.search import Gallery, _read_gallery, _write_gallery
+from cmr_utils.fit.models import SharedSpace
+from cmr_utils.report.search import Gallery, _read_gallery, _write_gallery
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 from threadpoolctl import threadpool_limits
 
-from .progress import bar
+from cmr_utils.progress import bar
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Progress bars where the person waiting sees them: the terminal that runs a report, or the notebook in JupyterLab.
 
 Inside a kernel ``sys.stderr`` is captured into the notebook, so a bar written there fills the
-report people share with hundreds of lines. The runner's kernels (``cmr_utils.kernel``) get
+report people share with hundreds of lines. The runner's kernels (``cmr_utils.runner.kernelspec``) get
 ``RUNNER_ENV`` and leave the process's own stderr (``sys.__stderr__``) on the runner's terminal.
 """
 from __future__ import annotations

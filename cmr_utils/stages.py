@@ -14,30 +14,33 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import demo, given, lexical, synthetic
-from .cluster import connect, describe
-from .data import SPLITS, TEXT_KINDS, Recipe1M
-from .encoders import ImageEncoder, TextEncoder
-from .features import Features, Rows, concat, image_features, paired, text_features
-from .io import key, save_csv, save_json
-from .progress import bar
-from .models import LINEAR, NESTED, OWN_PARAMS, Moments, SharedSpace, fit_cached, moments_cached
-from .models import load as load_model
-from .cluster import run as cluster_run
-from .results import CONFIG_COLUMNS, CV_KEYS, chosen, cv_means, ranked
-from .results import load as load_results
-from .retrieval import evaluate as evaluate_bags
-from .retrieval import BANK, protocols
+from cmr_utils import paths
+from cmr_utils.data import demo
+from cmr_utils.data import given
+from cmr_utils.features import lexical
+from cmr_utils.data import synthetic
+from cmr_utils.cluster import connect, describe
+from cmr_utils.data.recipe1m import SPLITS, TEXT_KINDS, Recipe1M
+from cmr_utils.features.encoders import ImageEncoder, TextEncoder
+from cmr_utils.features.store import Features, Rows, concat, image_features, paired, text_features
+from cmr_utils.io import key, save_csv, save_json
+from cmr_utils.progress import bar
+from cmr_utils.fit.models import LINEAR, NESTED, OWN_PARAMS, Moments, SharedSpace, fit_cached, moments_cached
+from cmr_utils.fit.models import load as load_model
+from cmr_utils.cluster import run as cluster_run
+from cmr_utils.evaluate.results import CONFIG_COLUMNS, CV_KEYS, chosen, cv_means, ranked
+from cmr_utils.evaluate.results import load as load_results
+from cmr_utils.evaluate.retrieval import evaluate as evaluate_bags
+from cmr_utils.evaluate.retrieval import BANK, protocols
 
 CONCAT_PARTS = ("title", "ingredients", "instructions")  # concat's default parts
-PROJECT = Path(__file__).resolve().parent.parent
 OUTPUTS = {"01_extract": ("features.json",), "02_fit": ("models.json",),
            "03_evaluate": ("results.csv", "dropped.csv")}  # what each notebook hands to the next ones
 
 
 def cache_folder(cache_dir=None) -> Path:
     """The cache a notebook uses: ``cache_dir``, or the project's ``cache/`` (the runner's), from any folder."""
-    return Path(cache_dir) if cache_dir else PROJECT / "cache"
+    return Path(cache_dir) if cache_dir else paths.CACHE
 
 
 def run_folder(notebook: str, params: dict) -> Path:
@@ -51,11 +54,11 @@ def run_folder(notebook: str, params: dict) -> Path:
     """
     if params.get("run_dir"):
         return Path(params["run_dir"])
-    run_dir = PROJECT / "reports" / "interactive"
+    run_dir = paths.REPORTS / "interactive"
     need = [f for nb, files in OUTPUTS.items() if nb < notebook for f in files]
     if all((run_dir / f).exists() for f in need):
         return run_dir
-    from .pipeline import declared
+    from cmr_utils.runner.notebooks import declared
     defaults = declared()[notebook]
     mine = {k: params.get(k, v) for k, v in defaults.items() if k not in ("run_dir", "cache_dir", "cluster")}
     cache = str(cache_folder(params.get("cache_dir")).resolve())
@@ -70,7 +73,7 @@ def run_folder(notebook: str, params: dict) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         for f in need:
             shutil.copy2(latest / f, run_dir / f)
-        print(f"{', '.join(need)}: from {latest.relative_to(PROJECT)}, the latest runner output with these parameters")
+        print(f"{', '.join(need)}: from {latest.relative_to(paths.ROOT)}, the latest runner output with these parameters")
     return run_dir
 
 

@@ -86,7 +86,7 @@ print(f"{len(skipped)} entries skipped")
 skipped.groupby(["stage", "reason"]).size().rename("count").to_frame()
 
 # %%
-from cmr_utils import tables
+from cmr_utils.report import tables
 
 tables.whole(skipped.set_index(["stage", "split", "id"]))
 

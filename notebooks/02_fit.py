@@ -60,6 +60,6 @@ fitted = stages.fit(run_dir=run_dir, cache_dir=cache_dir, models=models, latent_
 # shrinkage, means it has fitted noise).
 
 # %%
-from cmr_utils import tables
+from cmr_utils.report import tables
 
 tables.whole(fitted.drop(columns="path").set_index(["text_kind", "model", "shrinkage", "latent_dim"]))

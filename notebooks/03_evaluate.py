@@ -39,7 +39,9 @@ select = "val"  # choose the configuration on "val", or by 5-fold cross-validati
 run_dir = None  # None: the project's reports/interactive (from any working folder)
 
 # %%
-from cmr_utils import plots, results as R, stages
+from cmr_utils.report import plots
+from cmr_utils.evaluate import results as R
+from cmr_utils import stages
 
 run_dir = stages.run_folder("03_evaluate", globals())
 results = stages.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_sizes, n_bags=n_bags, seed=seed,

@@ -29,8 +29,11 @@ run_dir = None  # None: the project's reports/interactive (from any working fold
 import numpy as np
 from IPython.display import HTML, display
 
-from cmr_utils import plots, search, space_page, stages
-from cmr_utils import results as R
+from cmr_utils.report import plots
+from cmr_utils.report import search
+from cmr_utils.report import space_page
+from cmr_utils import stages
+from cmr_utils.evaluate import results as R
 
 run_dir = stages.run_folder("04_visualize", globals())
 results = R.load(run_dir)
@@ -43,7 +46,7 @@ queries = np.random.default_rng(seed).choice(len(chosen.index), n_examples, repl
 # ## Recall tables (test): the paper's Tables 1 and 2, both directions
 
 # %%
-from cmr_utils import tables
+from cmr_utils.report import tables
 
 for title, table in tables.paper_tables(results):
     display(HTML(f"<h3>{title}</h3>{table}"))
@@ -81,7 +84,7 @@ plots.retrieval_examples(galleries, queries=queries, k=5);
 
 # %% [markdown]
 # ## Try it: a photo file's top-5 recipes
-# The same search from a shell: `python -m cmr_utils.search RUN PHOTO_OR_TEXT… [--k 10] [--kind KIND]`.
+# The same search from a shell: `python -m cmr_utils search RUN PHOTO_OR_TEXT… [--k 10] [--kind KIND]`.
 
 # %%
 photo = chosen.index.path[queries[0]]

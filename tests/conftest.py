@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cmr_utils import demo
+from cmr_utils.data import demo
 
 SHARED = Path(os.environ.get("CMR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "epicurious-r1m"))
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from cmr_utils import cluster
-from cmr_utils import features as F
-from cmr_utils.data import Recipe1M
-from cmr_utils.encoders import ImageEncoder, TextEncoder
+from cmr_utils.features import store as F
+from cmr_utils.data.recipe1m import Recipe1M
+from cmr_utils.features.encoders import ImageEncoder, TextEncoder
 from cmr_utils.io import NpyRows, write_npy
-from cmr_utils.models import Moments, SharedSpace
+from cmr_utils.fit.models import Moments, SharedSpace
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,12 @@ from browser import in_browser
 from scipy import stats
 from test_report import STEPS, fake_results
 
-from cmr_utils import compare, report, runs_page, tables
-from cmr_utils import results as R
-from cmr_utils import run as runner
+from cmr_utils.report import compare
+from cmr_utils.report import index as report
+from cmr_utils.report import runs_page
+from cmr_utils.report import tables
+from cmr_utils.evaluate import results as R
+from cmr_utils.runner import run as runner
 from cmr_utils.io import save_csv
 
 SMALL = ["demo_recipes=160", "text_kinds=[title, concat]", "models=[cca, ridge]", "latent_dims=[2, 16]",

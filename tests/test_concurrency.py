@@ -7,14 +7,15 @@ import uuid
 
 import pytest
 
-from cmr_utils import report, run as R
+from cmr_utils.report import index as report
+from cmr_utils.runner import run as R
 
 TINY = ["demo_recipes=160", "text_kinds=[title]", "models=[ridge]", "latent_dims=[4]", "scores=[cosine]",
         "bag_sizes=[40]", "n_bags=2", "tsne_points=60", "n_examples=2"]
 HOLD = """
 import sys, time
 from pathlib import Path
-from cmr_utils import run as R
+from cmr_utils.runner import run as R
 with R._claim(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
@@ -47,7 +48,7 @@ def test_real_concurrent_runs_on_one_report_folder(tmp_path):
     params.write_text(f"cache_dir: {tmp_path / 'cache'}\n")
     name = f"pytest-concurrency-{uuid.uuid4().hex[:8]}"
     run_dir = R.ROOT / "reports" / name
-    cmd = [sys.executable, "-m", "cmr_utils.run", str(params), "--name", name, *(a for s in TINY for a in ("--set", s))]
+    cmd = [sys.executable, "-m", "cmr_utils", "run", str(params), "--name", name, *(a for s in TINY for a in ("--set", s))]
     first = subprocess.Popen(cmd, cwd=R.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 120

@@ -5,8 +5,8 @@ import shutil
 import ijson
 import pytest
 
-from cmr_utils import data
-from cmr_utils.data import TEXT_KINDS, JSONFormatError, Recipe1M, iter_json_array
+from cmr_utils.data import recipe1m as data
+from cmr_utils.data.recipe1m import TEXT_KINDS, JSONFormatError, Recipe1M, iter_json_array
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 17, 1 << 20])

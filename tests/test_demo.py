@@ -4,8 +4,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from cmr_utils import demo
-from cmr_utils.data import Recipe1M
+from cmr_utils.data import demo
+from cmr_utils.data.recipe1m import Recipe1M
 
 
 def digest(root):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image, ImageFile, ImageOps
 
-from cmr_utils import encoders
-from cmr_utils.encoders import (IMAGENET_MEAN, TEXT_MODELS, EfficientNetLite0, EfficientNetLite2, ImageEncoder,
+from cmr_utils.features import encoders
+from cmr_utils.features.encoders import (IMAGENET_MEAN, TEXT_MODELS, EfficientNetLite0, EfficientNetLite2, ImageEncoder,
                                 ResNet50, TextEncoder, Views, load_image)
 from cmr_utils.io import content_hash
 

@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 from test_features import HashEncoder
 
-from cmr_utils import features as F
-from cmr_utils import plots, stages
-from cmr_utils.data import SPLITS, Recipe1M
+from cmr_utils.features import store as F
+from cmr_utils.report import plots
+from cmr_utils import stages
+from cmr_utils.data.recipe1m import SPLITS, Recipe1M
 from cmr_utils.io import save_json
-from cmr_utils.results import best_per_kind, chosen_rows, load, main_rows
+from cmr_utils.evaluate.results import best_per_kind, chosen_rows, load, main_rows
 
 
 class NoisyHash(HashEncoder):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cmr_utils import given
-from cmr_utils import features as F
-from cmr_utils.data import Recipe1M
-from cmr_utils.encoders import ImageEncoder, load_image
+from cmr_utils.data import given
+from cmr_utils.features import store as F
+from cmr_utils.data.recipe1m import Recipe1M
+from cmr_utils.features.encoders import ImageEncoder, load_image
 
 
 def png_header_only(width, height):

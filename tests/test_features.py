@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmr_utils import features as F
-from cmr_utils.data import Recipe1M
+from cmr_utils.features import store as F
+from cmr_utils.data.recipe1m import Recipe1M
 
 
 class HashEncoder:
@@ -112,9 +112,9 @@ def test_concat_joins_kinds_for_recipes_that_have_all(corpus, tmp_path):
 
 
 KILL_SCRIPT = """
-import sys, cmr_utils.features as F
-from cmr_utils.data import Recipe1M
-from cmr_utils.encoders import ImageEncoder
+import sys, cmr_utils.features.store as F
+from cmr_utils.data.recipe1m import Recipe1M
+from cmr_utils.features.encoders import ImageEncoder
 F.SHARD_SIZE = 8
 ds, enc, seen = Recipe1M(sys.argv[1]), ImageEncoder(num_workers=0, batch_size=8), []
 encode = enc.encode

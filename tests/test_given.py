@@ -5,8 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-from cmr_utils import given, stages
-from cmr_utils.data import SPLITS, Recipe1M
+from cmr_utils.data import given
+from cmr_utils import stages
+from cmr_utils.data.recipe1m import SPLITS, Recipe1M
 
 
 def vec(s, dim=6):

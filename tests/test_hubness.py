@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from cmr_utils import retrieval
-from cmr_utils.retrieval import evaluate, normalize, penalty, ranks
+from cmr_utils.evaluate import retrieval
+from cmr_utils.evaluate.retrieval import evaluate, normalize, penalty, ranks
 
 
 def test_penalties_equal_hand_computed_values():

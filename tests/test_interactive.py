@@ -16,9 +16,9 @@ import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 
-from cmr_utils import run as R
+from cmr_utils.runner import run as R
 from cmr_utils import stages
-from cmr_utils.pipeline import NOTEBOOKS, declared, source
+from cmr_utils.runner.notebooks import NOTEBOOKS, declared, source
 
 TINY = {"demo_recipes": 160, "text_kinds": ["title"], "models": ["ridge"], "latent_dims": [4], "scores": ["cosine"],
         "bag_sizes": [40], "n_bags": 2, "tsne_points": 60, "n_examples": 2}

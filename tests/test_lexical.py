@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 from test_evaluation import NoisyHash
 
-from cmr_utils import features as F
-from cmr_utils import lexical, stages
-from cmr_utils.data import SPLITS, Recipe1M
-from cmr_utils.lexical import Lexical
+from cmr_utils.features import store as F
+from cmr_utils.features import lexical
+from cmr_utils import stages
+from cmr_utils.data.recipe1m import SPLITS, Recipe1M
+from cmr_utils.features.lexical import Lexical
 
 WORD = "zanzibarquux"
 

@@ -3,7 +3,7 @@ import pytest
 from cca_zoo.linear import CCA, RidgeCCA
 from threadpoolctl import threadpool_limits
 
-from cmr_utils.models import Moments, SharedSpace, covariances, fit_cached, moments_cached
+from cmr_utils.fit.models import Moments, SharedSpace, covariances, fit_cached, moments_cached
 
 
 def correlated(n, p=30, q=20, k=3, noise=1.0, seed=0):
@@ -176,7 +176,7 @@ def test_correlation_score_does_not_depend_on_the_solver():
     Refitting the same space by another solver, on the same features in another column order
     (which changes the signs LAPACK returns), must give the same scores.
     """
-    from cmr_utils.retrieval import normalize
+    from cmr_utils.evaluate.retrieval import normalize
     X, Y = correlated(2000, p=40, q=25, k=6, noise=0.8)
     Xt, Yt = correlated(200, p=40, q=25, k=6, noise=0.8, seed=5)
     rng = np.random.default_rng(0)

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from cmr_utils import run as R
-from cmr_utils.results import load as results_of
-from cmr_utils.synthetic import split_sizes
+from cmr_utils.runner import run as R
+from cmr_utils.evaluate.results import load as results_of
+from cmr_utils.data.synthetic import split_sizes
 
 pytestmark = pytest.mark.slow
 ROOT = R.ROOT

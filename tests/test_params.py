@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-from cmr_utils import params as P
-from cmr_utils import pipeline
-from cmr_utils import run as R
+from cmr_utils.runner import params as P
+from cmr_utils.runner import notebooks as pipeline
+from cmr_utils.runner import run as R
 
 NOTEBOOKS = pipeline.declared()
 
@@ -163,7 +163,7 @@ def test_up_to_date_stamps_cover_the_photos(demo_root, tmp_path):
     """A photo replaced in the data folder must rerun extraction, not count as up to date."""
     import shutil
 
-    from cmr_utils.stamps import inputs_key
+    from cmr_utils.runner.stamps import inputs_key
     root = tmp_path / "data"
     shutil.copytree(demo_root, root)
     before = inputs_key({"data_dir": str(root)})

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from browser import in_browser
 
-from cmr_utils import run as R
-from cmr_utils.results import load as results_of
-from cmr_utils.data import Recipe1M
-from cmr_utils.features import Features
+from cmr_utils.runner import run as R
+from cmr_utils.evaluate.results import load as results_of
+from cmr_utils.data.recipe1m import Recipe1M
+from cmr_utils.features.store import Features
 
 pytestmark = pytest.mark.slow
 

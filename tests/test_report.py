@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 from browser import in_browser
 
-from cmr_utils import report, tables
-from cmr_utils import results as R
+from cmr_utils.report import index as report
+from cmr_utils.report import tables
+from cmr_utils.evaluate import results as R
 from cmr_utils.io import save_csv
 
 KINDS = ("title", "ingredients", "instructions", "all")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cmr_utils.retrieval import evaluate, metrics, normalize, protocols, ranks
+from cmr_utils.evaluate.retrieval import evaluate, metrics, normalize, protocols, ranks
 
 
 def brute_ranks(Q, G):

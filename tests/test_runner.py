@@ -10,9 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cmr_utils import share
-from cmr_utils.pipeline import NOTEBOOKS
-from cmr_utils.run import ROOT
+from cmr_utils.report import share
+from cmr_utils.runner.notebooks import NOTEBOOKS
+from cmr_utils.runner.run import ROOT
 
 SMALL = ["demo_recipes=160", "text_kinds=[title, concat]", "models=[cca, ridge]", "latent_dims=[2, 16]",
          "scores=[correlation]", "bag_sizes=[40]", "n_bags=3", "tsne_points=60", "n_examples=2"]
@@ -58,7 +58,7 @@ def test_clean_run_pages_progress_on_the_terminal_and_one_zip(tmp_path):
     params.write_text(f"cache_dir: {tmp_path / 'cache'}\n")  # a fresh cache: every progress bar runs
     name = f"pytest-clean-{uuid.uuid4().hex[:8]}"
     run_dir, zipped = ROOT / "reports" / name, ROOT / "reports" / f"{name}.zip"
-    cmd = [sys.executable, "-m", "cmr_utils.run", str(params), "--name", name, "--share",
+    cmd = [sys.executable, "-m", "cmr_utils", "run", str(params), "--name", name, "--share",
            *(a for s in SMALL for a in ("--set", s))]
     try:
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
@@ -86,7 +86,7 @@ def test_clean_run_pages_progress_on_the_terminal_and_one_zip(tmp_path):
 def test_a_failed_run_keeps_the_previous_complete_report_readable(tmp_path, monkeypatch):
     """A run that fails after touching its folder leaves the last complete report whole, in previous/, marked
     as the previous one and linked from the failed run's index; the next complete run drops the copy."""
-    from cmr_utils import run as R
+    from cmr_utils.runner import run as R
     version = {"n": 0}
 
     def execute(nb, params, run_dir):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cmr_utils import cluster, runtimes
-from cmr_utils.data import Recipe1M
-from cmr_utils.encoders import ImageEncoder, TextEncoder
+from cmr_utils import cluster
+from cmr_utils.features import runtimes
+from cmr_utils.data.recipe1m import Recipe1M
+from cmr_utils.features.encoders import ImageEncoder, TextEncoder
 
 
 def cosines(a, b):

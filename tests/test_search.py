@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from test_visualize import demo_run
 
-from cmr_utils import search, stages
+from cmr_utils.report import search
+from cmr_utils import stages
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_given_features_say_which_modality_has_no_encoder(tmp_path):
 def test_a_hubness_corrected_choice_searches_as_it_was_evaluated(run_dir, tmp_path, monkeypatch):
     """A run that chose "cosine+csls" ranks search results by the corrected score: each item less its CSLS
     penalty from the training bank (photos by its texts, recipes by its images), kept in the cached gallery."""
-    from cmr_utils.retrieval import normalize, penalty
+    from cmr_utils.evaluate.retrieval import normalize, penalty
     hub_run = tmp_path / "hub"
     shutil.copytree(run_dir, hub_run, ignore=shutil.ignore_patterns("search"))
     results = pd.read_csv(hub_run / "results.csv", dtype={"chosen": bool})

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from cmr_utils import stages
-from cmr_utils.features import store
+from cmr_utils.features.store import store
 from cmr_utils.io import save_json
-from cmr_utils.results import CV_KEYS, cv_means, load, main_rows
+from cmr_utils.evaluate.results import CV_KEYS, cv_means, load, main_rows
 
 
 def entry(root, name, X, recipes, photos=None):

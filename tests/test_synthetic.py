@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from cmr_utils import given, retrieval, synthetic
-from cmr_utils.data import SPLITS, TEXT_KINDS, Recipe1M
+from cmr_utils.data import given
+from cmr_utils.evaluate import retrieval
+from cmr_utils.data import synthetic
+from cmr_utils.data.recipe1m import SPLITS, TEXT_KINDS, Recipe1M
 from cmr_utils.io import file_digest
-from cmr_utils.models import SharedSpace
+from cmr_utils.fit.models import SharedSpace
 
 SCALE = 0.003
 RECIPE1M = {"train": 238_000, "val": 51_000, "test": 51_000}  # Recipe1M's recipes with photos

@@ -11,9 +11,10 @@ import pytest
 from test_features import HashEncoder
 from test_given import make_given, vec, write
 
-from cmr_utils import features as F
-from cmr_utils import given, stages
-from cmr_utils.data import SPLITS, Recipe1M
+from cmr_utils.features import store as F
+from cmr_utils.data import given
+from cmr_utils import stages
+from cmr_utils.data.recipe1m import SPLITS, Recipe1M
 
 
 # ---------------------------------------------------------------- 2: rounds and splits with no rows
@@ -118,8 +119,8 @@ def test_content_hash_follows_bytes_and_is_memoised_by_size_and_mtime(tmp_path, 
 def test_replacing_image_weights_bytes_changes_the_features_key_and_the_stamp(tmp_path):
     import torch
 
-    from cmr_utils import stamps
-    from cmr_utils.encoders import EfficientNetLite0, ImageEncoder
+    from cmr_utils.runner import stamps
+    from cmr_utils.features.encoders import EfficientNetLite0, ImageEncoder
     weights = tmp_path / "lite0.pth"
     shutil.copy(EfficientNetLite0.bundled(), weights)
     params = {"image_weights": str(weights), "cache_dir": str(tmp_path / "cache")}
@@ -133,8 +134,8 @@ def test_replacing_image_weights_bytes_changes_the_features_key_and_the_stamp(tm
 
 
 def test_replacing_a_text_model_folders_files_changes_the_features_key_and_the_stamp(tmp_path):
-    from cmr_utils import stamps
-    from cmr_utils.encoders import TEXT_MODELS, TextEncoder
+    from cmr_utils.runner import stamps
+    from cmr_utils.features.encoders import TEXT_MODELS, TextEncoder
     folder = tmp_path / "my-model"
     shutil.copytree(TEXT_MODELS["minilm"](), folder)
     params = {"text_encoder": str(folder), "cache_dir": str(tmp_path / "cache")}
@@ -208,8 +209,8 @@ def test_a_photo_linking_out_of_the_data_folder_is_skipped_while_linked_split_fo
 # ---------------------------------------------------------------- 6: one rule per parameter, checked before anything runs
 
 def test_every_declared_parameter_has_its_rule():
-    from cmr_utils import params as P
-    from cmr_utils import pipeline
+    from cmr_utils.runner import params as P
+    from cmr_utils.runner import notebooks as pipeline
     assert sorted({n for d in pipeline.declared().values() for n in d} - set(P.RULES)) == []
 
 
@@ -219,8 +220,8 @@ def test_every_declared_parameter_has_its_rule():
     "batch_size=1000000000", "num_workers=-1", "device=gpu", "select=test", "swaps=[[chocolate]]",
     "given_allow_pickle=yes please", "synthetic_scale=1000"])
 def test_a_value_out_of_its_rule_stops_naming_parameter_source_and_accepted_values(tmp_path, override):
-    from cmr_utils import params as P
-    from cmr_utils.grid import expand
+    from cmr_utils.runner import params as P
+    from cmr_utils.runner.grid import expand
     f = tmp_path / "p.yaml"
     f.write_text("n_bags: 2\n")
     name = override.split("=")[0]
@@ -238,7 +239,7 @@ def _cli(*args):
     import subprocess
     import sys
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([sys.executable, "-m", "cmr_utils.run", "params/demo.yaml", *args], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "cmr_utils", "run", "params/demo.yaml", *args], capture_output=True,
                           text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
     now = resource.getrusage(resource.RUSAGE_CHILDREN)
     return done, (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
@@ -256,15 +257,15 @@ def test_a_bad_set_and_a_name_leaving_reports_stop_at_once():
 
 @pytest.mark.parametrize("name", ["../x", "/tmp/x", "..", ".", "a/../../x", "a//b", ""])
 def test_a_run_name_that_leaves_reports_is_refused(tmp_path, name):
-    from cmr_utils import params as P
-    from cmr_utils import run as R
+    from cmr_utils.runner import params as P
+    from cmr_utils.runner import run as R
     with pytest.raises(P.ParameterError, match="--name"):
         R.run_folder(tmp_path / "reports", name)
     assert R.run_folder(tmp_path / "reports", "g/pt") == (tmp_path / "reports" / "g" / "pt").resolve()
 
 
 def test_the_run_lock_covers_folders_inside_and_around(tmp_path):
-    from cmr_utils import run as R
+    from cmr_utils.runner import run as R
     reports = tmp_path / "reports"
     with R._claim(reports / "g", reports):
         with pytest.raises(RuntimeError, match="in use"):
@@ -279,8 +280,8 @@ def test_the_run_lock_covers_folders_inside_and_around(tmp_path):
 
 
 def test_share_takes_the_run_lock(tmp_path, capsys):
-    from cmr_utils import run as R
-    from cmr_utils import share
+    from cmr_utils.runner import run as R
+    from cmr_utils.report import share
     run_dir = tmp_path / "reports" / "r"
     run_dir.mkdir(parents=True)
     (run_dir / "index.html").write_text("<html><body>hi</body></html>")
@@ -311,7 +312,7 @@ def test_a_killed_writers_temporaries_are_removed_when_the_entry_is_built(tmp_pa
 def test_search_prints_titles_without_their_control_sequences(monkeypatch, capsys):
     import pandas as pd
 
-    from cmr_utils import search
+    from cmr_utils.report import search
 
     class Stub:
         label = "title: ridge"
@@ -330,7 +331,8 @@ def test_search_prints_titles_without_their_control_sequences(monkeypatch, capsy
 def test_cached_models_and_galleries_are_npz_that_load_without_pickle(tmp_path, model):
     import pandas as pd
 
-    from cmr_utils import models, search
+    from cmr_utils.fit import models
+    from cmr_utils.report import search
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(80, 6)), rng.normal(size=(80, 5))
     Y[:, :2] += X[:, :2]
@@ -364,7 +366,8 @@ def test_titles_with_dollars_and_tex_are_drawn_as_written(tmp_path):
     from matplotlib.text import Text
     from PIL import Image
 
-    from cmr_utils import plots, search
+    from cmr_utils.report import plots
+    from cmr_utils.report import search
     paths = []
     for i in range(4):
         paths.append(str(tmp_path / f"{i}.png"))
@@ -446,9 +449,10 @@ def test_the_real_sample_with_every_fault_runs_to_the_end(shared_root, tmp_path)
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
 
-    from cmr_utils import plots, search
-    from cmr_utils import run as R
-    from cmr_utils.features import Features
+    from cmr_utils.report import plots
+    from cmr_utils.report import search
+    from cmr_utils.runner import run as R
+    from cmr_utils.features.store import Features
     root, planted = _messy_root(shared_root, tmp_path / "root", tmp_path / "outside.jpg")
     cheap = [f"data_dir={root}", f"cache_dir={tmp_path / 'cache'}", "image_encoder=efficientnet-lite0",
              "image_views=1", "text_encoder=minilm", "text_kinds=[title]", "models=[exact]",

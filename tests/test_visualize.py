@@ -12,9 +12,10 @@ from matplotlib.text import Text
 from PIL import Image
 from test_pipeline import SMALL
 
-from cmr_utils import plots, search
-from cmr_utils import results as R
-from cmr_utils import run as runner
+from cmr_utils.report import plots
+from cmr_utils.report import search
+from cmr_utils.evaluate import results as R
+from cmr_utils.runner import run as runner
 
 KINDS = ["title", "instructions"]
 
@@ -127,7 +128,7 @@ def test_paper_configuration_is_marked_or_said_missing():
 
 
 def test_medr_curves_tell_every_score_apart_hubness_corrected_ones_included():
-    from cmr_utils.retrieval import SCORES
+    from cmr_utils.evaluate.retrieval import SCORES
     results = pd.concat([synthetic_results().assign(score=s) for s in SCORES], ignore_index=True)
     fig = plots.medr_vs_dim(results)
     fig.canvas.draw()
