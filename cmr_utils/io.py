@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import hashlib
 import json
@@ -11,8 +10,9 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import filelock
 import numpy as np
 
 
@@ -79,15 +79,29 @@ def _group_readable(path: Path) -> None:
 
 @contextlib.contextmanager
 def locked(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock``: parallel runs sharing a cache compute each entry once."""
+    """Hold an exclusive lock on ``<path>.lock`` (filelock, the one lock of the project): parallel runs sharing a
+    cache compute each entry once."""
     lock = Path(f"{path}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with filelock.FileLock(lock):
+        yield
+
+
+def built(dest: str | Path, build: Callable[[Path], None], done: str | Path | None = None) -> Path:
+    """``dest``, built by ``build(dest)`` unless it is there: the cache's build-once-under-lock.
+
+    ``done`` (default ``dest``) is the path whose existence says the entry is finished. A finished
+    entry is read without a lock, so a cache shared read-only serves it; one process at a time
+    builds (after clearing what a killed writer left), and a second waits and then finds it.
+    """
+    dest = Path(dest)
+    done = Path(done) if done is not None else dest
+    if not done.exists():
+        with locked(dest):
+            if not done.exists():
+                clean_temporaries(dest)
+                build(dest)
+    return dest
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:

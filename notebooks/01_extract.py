@@ -54,10 +54,11 @@ cache_dir = None  # None: the project's cache/, shared with the runner
 run_dir = None  # None: the project's reports/interactive (from any working folder)
 
 # %%
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
+from cmr_utils.features import extract as extraction
 
-run_dir, cache_dir = stages.run_folder("01_extract", globals()), stages.cache_folder(cache_dir)
-manifest = stages.extract(
+run_dir, cache_dir = rd.run_folder("01_extract", globals()), rd.cache_folder(cache_dir)
+manifest = extraction.extract(
     run_dir=run_dir, cache_dir=cache_dir, data_dir=data_dir, demo_recipes=demo_recipes, demo_seed=demo_seed,
     synthetic_scale=synthetic_scale, text_encoder=text_encoder, image_encoder=image_encoder,
     image_weights=image_weights, text_kinds=text_kinds, batch_size=batch_size, num_workers=num_workers,
@@ -81,7 +82,7 @@ pd.DataFrame(manifest["data"]["counts"]).set_index("split")
 # photos, missing, empty, truncated or non-image files, empty text fields.
 
 # %%
-skipped = stages.read_skipped(run_dir)  # also in skipped.csv beside results.csv
+skipped = rd.read_skipped(run_dir)  # also in skipped.csv beside results.csv
 print(f"{len(skipped)} entries skipped")
 skipped.groupby(["stage", "reason"]).size().rename("count").to_frame()
 

@@ -46,10 +46,11 @@ cache_dir = None  # None: the project's cache/, shared with the runner
 run_dir = None  # None: the project's reports/interactive (from any working folder)
 
 # %%
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
+from cmr_utils.fit import sweep
 
-run_dir, cache_dir = stages.run_folder("02_fit", globals()), stages.cache_folder(cache_dir)
-fitted = stages.fit(run_dir=run_dir, cache_dir=cache_dir, models=models, latent_dims=latent_dims,
+run_dir, cache_dir = rd.run_folder("02_fit", globals()), rd.cache_folder(cache_dir)
+fitted = sweep.fit(run_dir=run_dir, cache_dir=cache_dir, models=models, latent_dims=latent_dims,
                     shrinkage=shrinkage, standardize=standardize, pca=pca, kernel_landmarks=kernel_landmarks,
                     kernel_gamma=kernel_gamma, seed=seed, cluster=cluster)
 

@@ -41,10 +41,12 @@ run_dir = None  # None: the project's reports/interactive (from any working fold
 # %%
 from cmr_utils.report import plots
 from cmr_utils.evaluate import results as R
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
+from cmr_utils.evaluate import selection
+from cmr_utils.evaluate import stage as evaluation
 
-run_dir = stages.run_folder("03_evaluate", globals())
-results = stages.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_sizes, n_bags=n_bags, seed=seed,
+run_dir = rd.run_folder("03_evaluate", globals())
+results = evaluation.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_sizes, n_bags=n_bags, seed=seed,
                           select=select, cluster=cluster)
 
 # %% [markdown]
@@ -53,7 +55,7 @@ results = stages.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_sizes, n
 # kind's text is dropped for all kinds, so that they are compared on the same queries.
 
 # %%
-stages.query_summary(run_dir)
+rd.query_summary(run_dir)
 
 # %% [markdown]
 # ## The chosen configuration, reported on test
@@ -73,7 +75,7 @@ R.chosen_rows(results)[cols].round(2).set_index(["split", "fit_on", "protocol", 
 # of train+val's recipes at once, so these medRs are on another scale than val's or test's.
 
 # %%
-stages.kfold_ranking(run_dir, select=select)
+selection.kfold_ranking(run_dir, select=select)
 
 # %% [markdown]
 # ## The paper's configuration against the one chosen on val, per text kind

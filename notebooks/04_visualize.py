@@ -32,10 +32,10 @@ from IPython.display import HTML, display
 from cmr_utils.report import plots
 from cmr_utils.report import search
 from cmr_utils.report import space_page
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
 from cmr_utils.evaluate import results as R
 
-run_dir = stages.run_folder("04_visualize", globals())
+run_dir = rd.run_folder("04_visualize", globals())
 results = R.load(run_dir)
 given = (results.features == "given").all()  # given features come without encoders for new queries
 galleries = search.galleries(run_dir)  # per text kind: its configuration chosen on val, over the test pairs
@@ -91,7 +91,7 @@ photo = chosen.index.path[queries[0]]
 if given:
     print("given image features: no image encoder to embed a new photo")
 else:
-    print(f"query: {stages.shown_path(photo, run_dir)}")
+    print(f"query: {rd.shown_path(photo, run_dir)}")
     display(search.find(run_dir, queries=[photo], k=5)[0])
 
 # %% [markdown]

@@ -140,13 +140,15 @@ def test_a_local_cluster_leaves_this_process_all_its_cores(monkeypatch):
 
 def small_pipeline(root, cache, cluster_address):
     """extract -> fit -> evaluate on a small demo corpus, as the runner runs them (stages, one cluster)."""
-    from cmr_utils import stages
+    from cmr_utils.evaluate import stage as evaluation
+    from cmr_utils.features import extract as extraction
+    from cmr_utils.fit import sweep
     run_dir = root / "run"
-    stages.extract(run_dir, cache, demo_recipes=160, text_kinds=("title",), batch_size=8,
+    extraction.extract(run_dir, cache, demo_recipes=160, text_kinds=("title",), batch_size=8,
                    cluster=cluster_address, progress=False)
-    stages.fit(run_dir, cache, models=("cca", "ridge"), shrinkage=(0.5,), latent_dims=(2, 10, 50),
+    sweep.fit(run_dir, cache, models=("cca", "ridge"), shrinkage=(0.5,), latent_dims=(2, 10, 50),
                cluster=cluster_address, progress=False)
-    stages.evaluate(run_dir, scores=("correlation", "cosine"), bag_sizes=(40, 0), n_bags=3, select="kfold",
+    evaluation.evaluate(run_dir, scores=("correlation", "cosine"), bag_sizes=(40, 0), n_bags=3, select="kfold",
                     folds=3, cluster=cluster_address, progress=False)
     return (run_dir / "results.csv").read_bytes()
 

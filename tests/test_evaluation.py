@@ -8,7 +8,11 @@ from test_features import HashEncoder
 
 from cmr_utils.features import store as F
 from cmr_utils.report import plots
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
+from cmr_utils.evaluate import ranking
+from cmr_utils.evaluate import selection
+from cmr_utils.evaluate import stage as evaluation
+from cmr_utils.fit import sweep
 from cmr_utils.data.recipe1m import SPLITS, Recipe1M
 from cmr_utils.io import save_json
 from cmr_utils.evaluate.results import best_per_kind, chosen_rows, load, main_rows
@@ -39,8 +43,8 @@ def run_dir(demo_root, tmp_path):
                          for k in ("title", "instructions")}}
     run = tmp_path / "run"
     save_json(run / "features.json", manifest)
-    stages.fit(run_dir=run, cache_dir=cache, models=["ridge", "cca"], latent_dims=[2, 3], shrinkage=[0.5])
-    stages.evaluate(run_dir=run, scores=["correlation", "cosine"], bag_sizes=[5, 1000, 0], n_bags=3)
+    sweep.fit(run_dir=run, cache_dir=cache, models=["ridge", "cca"], latent_dims=[2, 3], shrinkage=[0.5])
+    evaluation.evaluate(run_dir=run, scores=["correlation", "cosine"], bag_sizes=[5, 1000, 0], n_bags=3)
     return run, lacking, ds
 
 
@@ -57,7 +61,7 @@ def test_every_kind_is_ranked_on_one_query_set(run_dir):
     assert test.n_pairs.iloc[0] == len(ds.split("test")) - 1
     dropped = pd.read_csv(run / "dropped.csv", dtype=str)
     assert dropped.values.tolist() == [["test", lacking, "no instructions text"]]
-    summary = stages.query_summary(run)
+    summary = rd.query_summary(run)
     assert summary.loc["test", "dropped"] == 1 and summary.loc["test", "query pairs"] == test.n_pairs.iloc[0]
 
 
@@ -88,11 +92,12 @@ def test_a_hubness_corrected_score_runs_through_choice_kfold_and_refit(run_dir, 
     """Its bank is the fit's own training pairs (train; the other folds; train+val), never val or test."""
     run, _, ds = run_dir
     before = load(run)
-    train, seen = len(stages.pairs(stages._read(run, "features.json"), "title", "train")[0]), []
-    real = stages._bank
-    monkeypatch.setattr(stages, "_bank", lambda parts, seed: seen.append(sum(len(p[0]) for p in parts)) or
-                        real(parts, seed))
-    stages.evaluate(run_dir=run, scores=["cosine", "cosine+csls"], bag_sizes=[5, 1000, 0], n_bags=3,
+    train, seen = len(rd.pairs(rd.read(run, "features.json"), "title", "train")[0]), []
+    real = ranking.query_bank
+    for module in (evaluation, selection):
+        monkeypatch.setattr(module, "query_bank", lambda parts, seed: seen.append(sum(len(p[0]) for p in parts)) or
+                            real(parts, seed))
+    evaluation.evaluate(run_dir=run, scores=["cosine", "cosine+csls"], bag_sizes=[5, 1000, 0], n_bags=3,
                     select="kfold", folds=3)
     after, cv = load(run), pd.read_csv(run / "kfold.csv")
     assert set(cv.score) == {"cosine", "cosine+csls"}
@@ -101,7 +106,7 @@ def test_a_hubness_corrected_score_runs_through_choice_kfold_and_refit(run_dir, 
     keys = ["text_kind", "model", "latent_dim", "split", "protocol", "direction", "fit_on"]
     plain = [d[(d.score == "cosine") & (d.fit_on == "train")].set_index(keys).medr.sort_index() for d in (before, after)]
     pd.testing.assert_series_equal(*plain)  # the base score's numbers do not move
-    val = len(stages.pairs(stages._read(run, "features.json"), "title", "val")[0])
+    val = len(rd.pairs(rd.read(run, "features.json"), "title", "val")[0])
     folds = seen[2:2 + 2 * 3]  # after train's bank per kind (title, instructions): each kind's 3 folds' rest
     assert seen[:2] == [train, train] and max(folds) < train + val  # each pair is held out in one fold
     assert sum(folds[:3]) >= 2 * (train + val) and sum(folds[3:]) >= 2 * (train + val)

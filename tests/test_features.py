@@ -185,7 +185,7 @@ def test_non_finite_features_stop_the_extraction_naming_the_items(corpus, tmp_pa
 
 
 def test_extract_hands_the_ablation_switches_to_the_encoders(demo_root, tmp_path, monkeypatch):
-    from cmr_utils import stages
+    from cmr_utils.features import extract as extraction
     built = {}
 
     class Built(Exception):
@@ -198,9 +198,9 @@ def test_extract_hands_the_ablation_switches_to_the_encoders(demo_root, tmp_path
         built["text"] = kwargs
         raise Built  # both built: nothing to encode for this test
 
-    monkeypatch.setattr(stages, "ImageEncoder", image_encoder)
-    monkeypatch.setattr(stages, "TextEncoder", text_encoder)
+    monkeypatch.setattr(extraction, "ImageEncoder", image_encoder)
+    monkeypatch.setattr(extraction, "TextEncoder", text_encoder)
     with pytest.raises(Built):
-        stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, image_normalization="imagenet",
+        extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, image_normalization="imagenet",
                        text_windows=False, progress=False)
     assert "imagenet" in built["image"] and built["text"]["windows"] is False

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cmr_utils.data import given
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
+from cmr_utils.features import extract as extraction
 from cmr_utils.data.recipe1m import SPLITS, Recipe1M
 
 
@@ -76,11 +77,11 @@ def make_given(ds, folder, kinds=("title",), by="image", drop=()):
 def test_given_features_align_to_the_loader_pairs(demo_root, tmp_path, by):
     ds = Recipe1M(demo_root)
     make_given(ds, tmp_path / "given", by=by)
-    m = stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
+    m = extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
                        given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
     assert m["source"] == "given"
     for split in SPLITS:
-        X, Y, index = stages.pairs(m, "title", split)
+        X, Y, index = rd.pairs(m, "title", split)
         n = sum(len(r.images) for r in ds.split(split)) if (split == "train" and by == "image") else len(ds.split(split))
         assert len(X) == len(Y) == n
         for i in (0, n - 1):
@@ -95,11 +96,11 @@ def test_missing_ids_are_an_error_naming_them(demo_root, tmp_path):
     lost = ds.split("val")[0].id
     make_given(ds, tmp_path / "given", by="recipe", drop={lost})
     with pytest.raises(ValueError, match=rf"1 of {len(ds.split('train'))} train|1 of {len(ds.split('val'))} val") as e:
-        stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
+        extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
                        given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
     assert lost in str(e.value)
     with pytest.raises(FileNotFoundError, match="text_ingredients_train"):
-        stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["ingredients"],
+        extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["ingredients"],
                        given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
 
 

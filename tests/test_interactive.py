@@ -17,7 +17,8 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 
 from cmr_utils.runner import run as R
-from cmr_utils import stages
+from cmr_utils import paths
+from cmr_utils import run_dir as rd
 from cmr_utils.runner.notebooks import NOTEBOOKS, declared, source
 
 TINY = {"demo_recipes": 160, "text_kinds": ["title"], "models": ["ridge"], "latent_dims": [4], "scores": ["cosine"],
@@ -138,15 +139,16 @@ def test_make_lab_allows_root_only_as_root(tmp_path, uid, flag):
 
 def test_notebook_folders_default_to_the_project_from_any_working_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert stages.cache_folder(None) == R.ROOT / "cache" and stages.cache_folder("c") == Path("c")
-    assert stages.run_folder("01_extract", {"run_dir": None}) == R.ROOT / "reports" / "interactive"
-    assert stages.run_folder("03_evaluate", {"run_dir": str(tmp_path / "x")}) == tmp_path / "x"
+    assert rd.cache_folder(None) == R.ROOT / "cache" and rd.cache_folder("c") == Path("c")
+    assert rd.run_folder("01_extract", {"run_dir": None}) == R.ROOT / "reports" / "interactive"
+    assert rd.run_folder("03_evaluate", {"run_dir": str(tmp_path / "x")}) == tmp_path / "x"
 
 
 def test_a_notebook_opened_after_the_runner_goes_on_from_its_latest_output(tmp_path, monkeypatch, capsys):
     """02_fit in the default folder without 01_extract run there: the runner's features.json, if the runner
     ran with this notebook's parameters (a key the params file leaves out is the notebook's default)."""
-    monkeypatch.setattr(stages, "PROJECT", tmp_path)
+    for name, folder in (("ROOT", tmp_path), ("REPORTS", tmp_path / "reports"), ("CACHE", tmp_path / "cache")):
+        monkeypatch.setattr(paths, name, folder)
     defaults = declared()["02_fit"]
     for name, models, age in (("old", ["cca", "ridge"], 100), ("demo", ["cca", "ridge"], 50), ("other", ["exact"], 0)):
         run = tmp_path / "reports" / name
@@ -156,9 +158,9 @@ def test_a_notebook_opened_after_the_runner_goes_on_from_its_latest_output(tmp_p
         (run / "features.json").write_text(name)
         os.utime(run / "features.json", (time.time() - age,) * 2)
     params = {**defaults, "run_dir": None, "cache_dir": None, "models": ["cca", "ridge"]}
-    run_dir = stages.run_folder("02_fit", params)
+    run_dir = rd.run_folder("02_fit", params)
     assert run_dir == tmp_path / "reports" / "interactive" and (run_dir / "features.json").read_text() == "demo"
     assert "features.json: from reports/demo, the latest runner output with these parameters" in capsys.readouterr().out
-    assert stages.run_folder("02_fit", params) == run_dir and capsys.readouterr().out == ""  # now its own
-    stages.run_folder("03_evaluate", {**declared()["03_evaluate"], "run_dir": None})  # no runner wrote models.json
+    assert rd.run_folder("02_fit", params) == run_dir and capsys.readouterr().out == ""  # now its own
+    rd.run_folder("03_evaluate", {**declared()["03_evaluate"], "run_dir": None})  # no runner wrote models.json
     assert not (run_dir / "models.json").exists() and (run_dir / "features.json").read_text() == "demo"

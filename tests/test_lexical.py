@@ -8,7 +8,10 @@ from test_evaluation import NoisyHash
 
 from cmr_utils.features import store as F
 from cmr_utils.features import lexical
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
+from cmr_utils.evaluate import stage as evaluation
+from cmr_utils.features import extract as extraction
+from cmr_utils.fit import sweep
 from cmr_utils.data.recipe1m import SPLITS, Recipe1M
 from cmr_utils.features.lexical import Lexical
 
@@ -16,7 +19,7 @@ WORD = "zanzibarquux"
 
 
 class Stub(NoisyHash):
-    """Stands in for both neural encoders in ``stages.extract``: hash features, whatever it is built with."""
+    """Stands in for both neural encoders in ``extraction.extract``: hash features, whatever it is built with."""
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -85,13 +88,13 @@ def test_recipe_without_ingredients_or_instructions_is_skipped(corpus, tmp_path)
 
 @pytest.fixture
 def extract(corpus, tmp_path, monkeypatch):
-    """``stages.extract`` on the corpus with hash encoders; returns (run folder, manifest)."""
-    monkeypatch.setattr(stages, "ImageEncoder", Stub)
-    monkeypatch.setattr(stages, "TextEncoder", Stub)
+    """``extraction.extract`` on the corpus with hash encoders; returns (run folder, manifest)."""
+    monkeypatch.setattr(extraction, "ImageEncoder", Stub)
+    monkeypatch.setattr(extraction, "TextEncoder", Stub)
 
     def run(name, **kwargs):
         run_dir = tmp_path / name
-        return run_dir, stages.extract(run_dir=run_dir, cache_dir=tmp_path / "cache", data_dir=corpus.root,
+        return run_dir, extraction.extract(run_dir=run_dir, cache_dir=tmp_path / "cache", data_dir=corpus.root,
                                        progress=False, **kwargs)
     return run
 
@@ -101,28 +104,28 @@ def test_stacked_concat_keeps_the_neural_blocks_and_adds_the_lexical_one(extract
     run_dir, stacked = extract("stacked", text_kinds=["concat", "lexical"], lexical_dims=16,
                                concat_parts=["title", "ingredients", "instructions", "lexical"])
     assert "lexical" not in plain["encoders"] and "lexical_model" not in plain  # off by default
-    assert stages.text_encoder_name(plain, "concat") == "hash"
+    assert rd.text_encoder_name(plain, "concat") == "hash"
     assert stacked["encoders"]["lexical"]["dims"] == 16
     for split in SPLITS:
-        _, neural, index = stages.pairs(plain, "concat", split)
-        _, both, both_index = stages.pairs(stacked, "concat", split)
-        _, lex, _ = stages.pairs(stacked, "lexical", split)
+        _, neural, index = rd.pairs(plain, "concat", split)
+        _, both, both_index = rd.pairs(stacked, "concat", split)
+        _, lex, _ = rd.pairs(stacked, "lexical", split)
         neural, both, lex = neural[:], both[:], lex[:]
         assert both.shape[1] == neural.shape[1] + 16 == 3 * Stub.dim + 16
         pd.testing.assert_frame_equal(both_index, index)
         np.testing.assert_array_equal(both[:, :3 * Stub.dim], neural)
         np.testing.assert_array_equal(both[:, 3 * Stub.dim:], lex)
     # the next stages take the stacked and the lexical kinds like any other
-    stages.fit(run_dir=run_dir, cache_dir=run_dir.parent / "cache", models=["ridge"], latent_dims=[2], shrinkage=[0.5])
-    results = stages.evaluate(run_dir=run_dir, scores=["cosine"], bag_sizes=[5], n_bags=2, progress=False)
+    sweep.fit(run_dir=run_dir, cache_dir=run_dir.parent / "cache", models=["ridge"], latent_dims=[2], shrinkage=[0.5])
+    results = evaluation.evaluate(run_dir=run_dir, scores=["cosine"], bag_sizes=[5], n_bags=2, progress=False)
     assert results.groupby("text_kind").text_encoder.unique().map(list).to_dict() == {
         "concat": ["hash + lexical"], "lexical": ["lexical"]}
     # a free text is mapped into each kind's features as extraction mapped the recipes
-    monkeypatch.setattr(stages, "encoder_like", lambda cls, cfg: Stub())
+    monkeypatch.setattr(extraction, "encoder_like", lambda cls, cfg: Stub())
     words = ["salmon", "rice pie"]
     lex = Lexical.load(stacked["lexical_model"]).transform(words)
-    np.testing.assert_array_equal(stages.embed_texts(run_dir, words, "lexical"), lex)
-    np.testing.assert_array_equal(stages.embed_texts(run_dir, words, "concat"),
+    np.testing.assert_array_equal(extraction.embed_texts(run_dir, words, "lexical"), lex)
+    np.testing.assert_array_equal(extraction.embed_texts(run_dir, words, "concat"),
                                   np.hstack([Stub().encode(words)] * 3 + [lex]))
 
 

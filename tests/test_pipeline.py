@@ -66,7 +66,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
     run_dir = R.run(params, SMALL, name="small", reports_dir=tmp_path / "reports")
     results = check_report(run_dir)
     assert set(results.text_kind) == {"title", "concat"} and set(results.latent_dim) == {2, 16}
-    assert "stages.fit(" not in (run_dir / "02_fit.html").read_text()  # code hidden by default
+    assert "sweep.fit(" not in (run_dir / "02_fit.html").read_text()  # code hidden by default
     index = in_browser(run_dir / "index.html", tmp_path, PROBE)
     assert index["rows"] == len(results) and index["sorted"] is True
     viz = in_browser(run_dir / "04_visualize.html", tmp_path, PROBE)

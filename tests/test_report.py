@@ -19,7 +19,7 @@ STEPS = [{"notebook": nb, "seconds": 1.0, "ok": True, "state": "ok"}
 
 def fake_results(kinds=KINDS, features=("generated", "given"), dims=(10, 50, 100, 768), test_pairs=12000,
                  val_pairs=1500, bags=(1000, 10000), seed=0) -> pd.DataFrame:
-    """results.csv as stages.evaluate writes it: ridge with cosine at dim 100 is best, recipe→image a bit worse."""
+    """results.csv as evaluation.evaluate writes it: ridge with cosine at dim 100 is best, recipe→image a bit worse."""
     rng = np.random.default_rng(seed)
     rows = []
     for kind, feat, (model, shrink), dim, score in itertools.product(

@@ -10,7 +10,9 @@ import pytest
 from test_visualize import demo_run
 
 from cmr_utils.report import search
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
+from cmr_utils.features import extract as extraction
+from cmr_utils.evaluate import stage as evaluation
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_test_photos_find_their_recipe(run_dir):
 @pytest.mark.slow
 def test_cli_answers_photos_and_texts_from_the_cache(run_dir, capsys, monkeypatch):
     photo = search.load(run_dir).index.path[0]
-    monkeypatch.setattr(stages, "space", lambda *a: pytest.fail("the cached test latents were not used"))
+    monkeypatch.setattr(evaluation, "space", lambda *a: pytest.fail("the cached test latents were not used"))
     assert search.main([str(run_dir), photo, "tomato soup", "--k", "3"]) == 0
     out = capsys.readouterr().out
     assert "→ recipes" in out and "recipe_id" in out and "→ photos" in out and ".jpg" in out
@@ -44,7 +46,7 @@ def test_cli_answers_photos_and_texts_from_the_cache(run_dir, capsys, monkeypatc
 @pytest.mark.slow
 def test_a_second_query_takes_under_a_second_and_prints_nothing_stray(run_dir, capfd, monkeypatch):
     """The encoders load once per process, without their loading bar; --interactive reads one query a line."""
-    stages.encoder_like.cache_clear()
+    extraction.encoder_like.cache_clear()
     gallery = search.load(run_dir)
     photo = gallery.index.path[0]
     gallery.search(["tomato soup", photo])
@@ -117,8 +119,8 @@ def test_a_hubness_corrected_choice_searches_as_it_was_evaluated(run_dir, tmp_pa
     results.to_csv(hub_run / "results.csv", index=False)
     gallery = search.load(hub_run)
     plain = search.load(run_dir, gallery.config["text_kind"])
-    manifest = stages._read(hub_run, "features.json")
-    Bi, Bt = (normalize(z, "cosine") for z in gallery.space.transform(*stages.pairs(manifest, gallery.config["text_kind"], "train")[:2]))
+    manifest = rd.read(hub_run, "features.json")
+    Bi, Bt = (normalize(z, "cosine") for z in gallery.space.transform(*rd.pairs(manifest, gallery.config["text_kind"], "train")[:2]))
     np.testing.assert_allclose(gallery.penalties["photos"], penalty(gallery.photos, Bt, "csls"), rtol=1e-6)
     np.testing.assert_allclose(gallery.penalties["recipes"], penalty(gallery.recipes, Bi, "csls"), rtol=1e-6)
     z = gallery.embed_texts(["tomato soup"])
@@ -130,8 +132,8 @@ def test_a_hubness_corrected_choice_searches_as_it_was_evaluated(run_dir, tmp_pa
     # a gallery cached before penalties were stored (version 1) is rebuilt, not searched without them
     current = search.GALLERY_VERSION
     monkeypatch.setattr(search, "GALLERY_VERSION", current - 1)
-    path, manifest = hub_run / "search" / f"{gallery.config['text_kind']}.npz", stages._read(hub_run, "features.json")
-    stale = search._stamp(gallery.config, manifest, stages._read(hub_run, "models.json"))
+    path, manifest = hub_run / "search" / f"{gallery.config['text_kind']}.npz", rd.read(hub_run, "features.json")
+    stale = search._stamp(gallery.config, manifest, rd.read(hub_run, "models.json"))
     search._write_gallery(path, dataclasses.replace(gallery, penalties={}), stale)
     assert not search.load(hub_run).penalties
     monkeypatch.setattr(search, "GALLERY_VERSION", current)

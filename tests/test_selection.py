@@ -5,7 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmr_utils import stages
+from cmr_utils.evaluate import selection
+
+from cmr_utils.evaluate import stage as evaluation
+
+from cmr_utils.fit import sweep
 from cmr_utils.features.store import store
 from cmr_utils.io import save_json
 from cmr_utils.evaluate.results import CV_KEYS, cv_means, load, main_rows
@@ -39,7 +43,7 @@ def run(tmp_path):
         for kind, T in texts.items():
             manifest["text"][kind][split] = entry(tmp_path / "f", f"{kind}_{split}", T, recipes)
     save_json(tmp_path / "run" / "features.json", manifest)
-    stages.fit(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", models=["exact", "kernel"], latent_dims=[2, 3],
+    sweep.fit(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", models=["exact", "kernel"], latent_dims=[2, 3],
                shrinkage=[0.1, 0.9], kernel_landmarks=60)
     return tmp_path / "run"
 
@@ -47,7 +51,7 @@ def run(tmp_path):
 def test_kfold_picks_the_planted_best_and_never_reads_test(run):
     for name in ("image_test", "title_test", "ingredients_test"):
         shutil.rmtree(run.parent / "f" / name)  # reading test would fail
-    cv = stages.cross_validate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, folds=4)
+    cv = selection.cross_validate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, folds=4)
     configs = 2 * 2 * 2 * 2  # kinds × models × shrinkages × dims
     assert set(cv.fold) == {0, 1, 2, 3} and len(cv) == configs * 4 * 2  # × folds × directions
     assert cv.n_pairs.sum() == configs * 2 * (400 + 40)  # every train+val recipe held out once, one photo each
@@ -56,16 +60,16 @@ def test_kfold_picks_the_planted_best_and_never_reads_test(run):
 
 def test_kfold_shows_progress_per_fold_and_configuration(run, capfd):
     """Cross-validation can take minutes on the real sample: its bar moves once per fold and configuration group."""
-    stages.cross_validate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, folds=4)
+    selection.cross_validate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, folds=4)
     groups = 2 * 2 * 2  # kinds × models × shrinkages (the latent dims of one group share a fit)
     err = capfd.readouterr().err
     assert "k-fold: 100%|" in err and f" {4 * groups}/{4 * groups} [" in err
 
 
 def test_evaluate_by_kfold_against_val_and_the_refit_rows(run):
-    by_val = stages.evaluate(run, scores=["cosine"], bag_sizes=[50], n_bags=2)
+    by_val = evaluation.evaluate(run, scores=["cosine"], bag_sizes=[50], n_bags=2)
     assert set(by_val[by_val.chosen].text_kind) == {"ingredients"}  # misled by val
-    by_cv = stages.evaluate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, select="kfold", folds=4)
+    by_cv = evaluation.evaluate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, select="kfold", folds=4)
     assert (run / "kfold.csv").exists()
     results = load(run)
     chosen = results[results.chosen]
@@ -76,9 +80,9 @@ def test_evaluate_by_kfold_against_val_and_the_refit_rows(run):
     train_fit = chosen[(chosen.split == "test") & (chosen.fit_on == "train")]
     assert train_fit.n_pairs.tolist() == refit.n_pairs.tolist() == [80, 80]
     assert by_cv.shape[0] == results.shape[0]
-    ranking = stages.kfold_ranking(run, top=3)  # what the report shows: the chosen configuration first
+    ranking = selection.kfold_ranking(run, top=3)  # what the report shows: the chosen configuration first
     assert len(ranking) == 3 and ranking.medr.is_monotonic_increasing
     assert (ranking.iloc[0][CV_KEYS] == chosen.iloc[0][CV_KEYS]).all()
-    assert "chosen on val" in stages.kfold_ranking(run, select="val").iloc[0, 0]  # a stale kfold.csv is not shown
+    assert "chosen on val" in selection.kfold_ranking(run, select="val").iloc[0, 0]  # a stale kfold.csv is not shown
     with pytest.raises(ValueError, match="select"):
-        stages.evaluate(run, select="test")
+        evaluation.evaluate(run, select="test")

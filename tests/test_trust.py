@@ -13,7 +13,8 @@ from test_given import make_given, vec, write
 
 from cmr_utils.features import store as F
 from cmr_utils.data import given
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
+from cmr_utils.features import extract as extraction
 from cmr_utils.data.recipe1m import SPLITS, Recipe1M
 
 
@@ -64,7 +65,7 @@ def test_a_malicious_pickle_creates_nothing_and_says_how_to_opt_in(demo_root, tm
     hostile = folder / "text_title_train.pkl"
     hostile.write_bytes(pickle.dumps({"ids": [], "X": Payload(victim)}))
     with pytest.raises(ValueError, match="given_allow_pickle: true") as e:
-        stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"], given_dir=folder,
+        extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"], given_dir=folder,
                        progress=False)
     assert "text_title_train.pkl" in str(e.value) and "code" in str(e.value)
     assert not victim.exists()
@@ -95,7 +96,7 @@ def test_given_dimensions_that_differ_between_splits_stop_extraction_naming_the_
         rids = [r.id for r in ds.split(split)]
         write(folder / f"text_title_{split}.npz", rids, np.stack([vec(r, 5 if split == "test" else 4) for r in rids]))
     with pytest.raises(ValueError, match=r"text_title_test\.npz has 5 columns") as e:
-        stages.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"], given_dir=folder,
+        extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"], given_dir=folder,
                        progress=False)
     assert "text_title_train.npz has 4 columns" in str(e.value)
 
@@ -396,9 +397,9 @@ def test_extraction_writes_skipped_csv_with_ids_as_written(demo_root, tmp_path):
     layer2.append({"id": "0000004096", "images": []})
     ds = _save(root, layer1, layer2)
     make_given(ds, tmp_path / "given")
-    stages.extract(tmp_path / "run", tmp_path / "cache", root, text_kinds=["title"], given_dir=tmp_path / "given",
+    extraction.extract(tmp_path / "run", tmp_path / "cache", root, text_kinds=["title"], given_dir=tmp_path / "given",
                    given_allow_pickle=True, progress=False)
-    skipped = stages.read_skipped(tmp_path / "run")
+    skipped = rd.read_skipped(tmp_path / "run")
     assert list(skipped.columns) == ["stage", "split", "id", "reason"]
     assert ["layer2", "", "0000004096", "layer2 entry for a recipe not in layer1"] in skipped.values.tolist()
     assert "0000004096," in (tmp_path / "run" / "skipped.csv").read_text()
@@ -462,7 +463,7 @@ def test_the_real_sample_with_every_fault_runs_to_the_end(shared_root, tmp_path)
     points = sorted(p for p in run_dir.iterdir() if (p / "results.csv").exists())
     assert len(points) == 2
     for point in points:
-        skipped = stages.read_skipped(point)
+        skipped = rd.read_skipped(point)
         rows = {tuple(r) for r in skipped[["stage", "id", "reason"]].values.tolist()}
         rid, bad = planted["corrupt"]
         assert {("image encoder", im) for im in bad} <= {(s, i) for s, i, _ in rows}

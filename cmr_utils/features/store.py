@@ -22,7 +22,7 @@ import pandas as pd
 
 from cmr_utils import cluster
 from cmr_utils.data.recipe1m import Recipe1M
-from cmr_utils.io import NpyRows, atomic_dir, atomic_file, check_finite, clean_temporaries, key, locked, write_npy
+from cmr_utils.io import NpyRows, atomic_dir, atomic_file, built, check_finite, key, write_npy
 
 VERSION = 1  # bump when the layout or the meaning of stored features changes
 SHARD_SIZE = 1024
@@ -150,12 +150,7 @@ def cached(cache_dir: str | Path, meta: dict, build: Callable[[Path], None]) -> 
     process at a time builds an entry (and merges its shards); a second waits and reads it.
     """
     dest = Path(cache_dir) / "features" / key(meta)
-    if not (dest / "X.npy").exists():
-        with locked(dest):
-            if not (dest / "X.npy").exists():
-                clean_temporaries(dest)
-                build(dest)
-    return dest
+    return built(dest, build, done=dest / "X.npy")
 
 
 def _image_features(ds, split, recipes, encoder, dest, meta, all_images, progress, client):

@@ -22,7 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmr_utils import stages
+from cmr_utils import run_dir as rd
+
+from cmr_utils.evaluate import stage as evaluation
+
+from cmr_utils.features import extract as extraction
 from cmr_utils.features.encoders import ImageEncoder
 from cmr_utils.io import atomic_file, key
 from cmr_utils.fit.models import entry_key, from_arrays, to_arrays
@@ -60,7 +64,7 @@ class Gallery:
         cfg = self.encoders["image"]
         if cfg["name"] == "given":
             raise ValueError("this run uses given image features: there is no image encoder for a photo query")
-        encoder = stages.encoder_like(ImageEncoder, json.dumps(cfg, sort_keys=True), num_workers=0)
+        encoder = extraction.encoder_like(ImageEncoder, json.dumps(cfg, sort_keys=True), num_workers=0)
         X, failed = encoder.encode([str(p) for p in paths], progress=False)
         if failed:
             raise ValueError("; ".join(f"{paths[i]}: {why}" for i, why in failed.items()))
@@ -68,7 +72,7 @@ class Gallery:
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Normalised latent vectors of free texts; for ``concat`` the text stands for each of its parts."""
-        F = stages.embed_texts(self.run_dir, texts, self.config["text_kind"])
+        F = extraction.embed_texts(self.run_dir, texts, self.config["text_kind"])
         return self.normalize(self.space.transform(None, F)[1])
 
     def top(self, Z: np.ndarray, k: int = 10, to: str = "recipes") -> tuple[np.ndarray, np.ndarray]:
@@ -135,9 +139,9 @@ def load(run_dir, kind: str | None = None) -> Gallery:
     path = run_dir / "search" / f"{config['text_kind']}.npz"
     if path.exists() and (cached := _read_gallery(run_dir, path, stamp)) is not None:
         return cached
-    space, (X, Y, index) = stages.space(run_dir, config)
+    space, (X, Y, index) = evaluation.space(run_dir, config)
     photos, recipes = space.transform(X, Y)
-    ds = stages.dataset(manifest)
+    ds = rd.dataset(manifest)
     recipe = [ds.recipes[r] for r in index.recipe_id]
     index = index.assign(title=[r.title for r in recipe],
                          path=[str(ds.image_path(r.partition, i)) for r, i in zip(recipe, index.image_id)])
@@ -145,7 +149,7 @@ def load(run_dir, kind: str | None = None) -> Gallery:
     gallery.photos, gallery.recipes = gallery.normalize(photos), gallery.normalize(recipes)
     if hub := config["score"].partition("+")[2]:
         # as in evaluation: photos are penalised by the training bank's texts, recipes by its images
-        bank_img, bank_txt = (gallery.normalize(z) for z in space.transform(*stages.train_bank(run_dir, config)))
+        bank_img, bank_txt = (gallery.normalize(z) for z in space.transform(*evaluation.train_bank(run_dir, config)))
         gallery.penalties = {"photos": penalty(gallery.photos, bank_txt, hub),
                              "recipes": penalty(gallery.recipes, bank_img, hub)}
     _write_gallery(path, gallery, stamp)

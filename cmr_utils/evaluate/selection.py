@@ -1,0 +1,122 @@
+"""Choosing a configuration beyond val: k-fold cross-validation on train+val, and the chosen one refitted on train+val."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cmr_utils.evaluate.ranking import corrects_hubness, query_bank, rank_rows
+from cmr_utils.evaluate.results import CV_KEYS, cv_means, ranked
+from cmr_utils.evaluate.retrieval import evaluate as evaluate_bags
+from cmr_utils.evaluate.retrieval import protocols
+from cmr_utils.fit.models import (
+    LINEAR,
+    NESTED,
+    Moments,
+    SharedSpace,
+    fit_cached,
+    moments_cached,
+)
+from cmr_utils.io import key, save_csv
+from cmr_utils.progress import bar
+from cmr_utils.run_dir import model_entry, pairs, query_set, read
+
+
+def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, seed=0,
+                   folds=5, progress=True) -> pd.DataFrame:
+    """K-fold cross-validation of every fitted configuration on the train+val pairs; writes ``kfold.csv``.
+
+    A small val split makes a noisy judge; here every train+val recipe judges. The recipes of the
+    train and val query sets are dealt into ``folds`` seeded folds. Per fold, each configuration
+    is refitted on all other train+val pairs (every photo of the other recipes, and the recipes
+    lacking some kind's text) and ranks the fold's recipes, one photo each as on val and test, at
+    the fold's main protocol (its smallest bag), on the same bags for every configuration. Test is
+    never read. Cost: nested solvers fit once per fold at their largest latent dim and are cut
+    (``SharedSpace.head``); linear models take the fold's complement from the moments of all
+    pairs minus the fold's (``Moments``), so a fold costs one solve. (The train+val pairs are read
+    into memory here: k-fold selection is for small data such as the real sample.)
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    manifest = read(run_dir, "features.json")
+    recipes = query_set(manifest, "train")[0] + query_set(manifest, "val")[0]
+    fold_of = dict(zip(np.random.default_rng(seed).permutation(recipes), np.arange(len(recipes)) % folds))
+    entries, rows, by_kind = read(run_dir, "models.json"), [], {}
+    for e in entries:  # per text kind, the configurations that differ only in latent dim
+        by_kind.setdefault(e["text_kind"], {}).setdefault(
+            key({k: v for k, v in e["params"].items() if k != "n_components"}), []).append(e)
+    steps = bar(total=folds * sum(map(len, by_kind.values())), desc="k-fold", disable=not progress)
+    for kind, groups in by_kind.items():
+        parts = [pairs(manifest, kind, split) for split in ("train", "val")]
+        X, Y = (np.vstack([p[i] for p in parts]) for i in (0, 1))
+        ids = pd.concat([p[2].recipe_id for p in parts], ignore_index=True)
+        fold, first = ids.map(fold_of).fillna(-1).to_numpy(int), ~ids.duplicated().to_numpy()
+        total = Moments.of(X, Y) if any(g[0]["model"] in LINEAR for g in groups.values()) else None
+        for f in range(folds):
+            out, held = fold == f, np.flatnonzero((fold == f) & first)
+            rest = None if total is None else total - Moments.of(X[out], Y[out])
+            label, bag = next(iter(protocols(bag_sizes, len(held)).items()))
+            bank = query_bank([(X[~out], Y[~out])], seed) if corrects_hubness(scores) else None  # the fold's training pairs
+            for group in groups.values():
+                for e, est in _fold_fits(group, X, Y, out, rest):
+                    Zi, Zt = est.transform(X[held], Y[held])
+                    latent = None if bank is None else est.transform(*bank)
+                    rows += [{"text_kind": kind, "model": e["model"], "shrinkage": e["shrinkage"],
+                              "latent_dim": e["latent_dim"], "score": score, "fold": f, "protocol": label,
+                              "n_pairs": len(held), **r}
+                             for score in scores
+                             for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_, latent)]
+                steps.update()
+    steps.close()
+    cv = pd.DataFrame(rows).round(4)  # the numbers kfold.csv keeps: the choice and the report rank the same ones
+    save_csv(Path(run_dir) / "kfold.csv", cv)
+    return cv
+
+
+def _fold_fits(group: list[dict], X, Y, out: np.ndarray, rest: Moments | None) -> list[tuple]:
+    """(entry, its model fitted on the rows not ``out``, whose moments are ``rest``) for entries that
+    differ only in latent dim."""
+    params = group[0]["params"]
+    if params["model"] not in NESTED:
+        return [(e, SharedSpace(**e["params"]).fit(X[~out], Y[~out])) for e in group]
+    est = SharedSpace(**{**params, "n_components": max(e["params"]["n_components"] for e in group)})
+    est = est.fit_moments(rest) if params["model"] in LINEAR else est.fit(X[~out], Y[~out])
+    return [(e, est.head(e["params"]["n_components"])) for e in group]
+
+
+def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0, client=None) -> pd.DataFrame:
+    """Rows of one configuration refitted on the train+val pairs and ranked on test, ``fit_on`` 'train+val'.
+
+    The estimator parameters are its train fit's, and the fit is cached beside it (a linear
+    model from the train moments plus the val pairs' moments); only the configuration's score is
+    ranked, on test's query set and bags. Val is then spent, so these rows exist only on test and
+    take no part in any choice.
+    """
+    manifest, entry = read(run_dir, "features.json"), model_entry(run_dir, config)
+    kind, cache_dir = entry["text_kind"], Path(entry["path"]).parents[1]
+    parts = {split: pairs(manifest, kind, split)[:2] for split in ("train", "val")}
+    keys = {split: (manifest["image"][split], manifest["text"][kind][split]) for split in ("train", "val")}
+
+    def moments():
+        m = [moments_cached(cache_dir, *keys[s], *parts[s], client, progress=False) for s in ("train", "val")]
+        return m[0] + m[1]
+
+    X, Y = (None, None) if entry["model"] in LINEAR else \
+        (np.vstack([np.asarray(parts[s][i]) for s in ("train", "val")]) for i in (0, 1))
+    est, _ = fit_cached(cache_dir, *zip(*keys.values()), X, Y, moments, **entry["params"])
+    bank = query_bank(list(parts.values()), seed) if corrects_hubness([config["score"]]) else None  # the refit's training pairs
+    X, Y, _ = pairs(manifest, kind, "test", query_set(manifest, "test")[0])
+    return pd.DataFrame(rank_rows(manifest, entry, est, X, Y, "test", [config["score"]], bag_sizes, n_bags, seed,
+                                "train+val", bank=bank))
+
+
+def kfold_ranking(run_dir, select: str = "kfold", top: int = 10) -> pd.DataFrame:
+    """The ``top`` configurations by image→recipe medR (then R@10) averaged over the k folds of train+val,
+    best (the chosen one) first, with the spread over folds; a line saying so when the choice was on val."""
+    if select != "kfold":
+        return pd.DataFrame({"k-fold cross-validation": ["not run: the configuration was chosen on val"]})
+    ranking = ranked(cv_means(pd.read_csv(Path(run_dir) / "kfold.csv"))).head(top).reset_index(drop=True)
+    metrics = ranking.columns.difference(CV_KEYS)
+    ranking[metrics] = ranking[metrics].round(2)
+    return ranking.set_axis(pd.RangeIndex(1, len(ranking) + 1, name="rank"))
