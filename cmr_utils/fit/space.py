@@ -57,7 +57,8 @@ class Space(BaseEstimator):
         """Stop on NaN or infinite values, naming this model: they would rank as hits downstream."""
         bad = [name for name, v in arrays.items() if not np.isfinite(v).all()]
         if bad:
-            raise ValueError(f"{self!r}: non-finite {', '.join(bad)}; check the features for "
+            params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+            raise ValueError(f"{type(self).__name__}({params}): non-finite {', '.join(bad)}; check the features for "
                              "NaN, constant or degenerate columns, or raise the shrinkage")
 
     def _fix_signs(self) -> None:
