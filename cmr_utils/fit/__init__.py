@@ -1,6 +1,4 @@
-"""The models of the shared space, by the name a parameters file gives them: a new model is one class and one line here."""
-from __future__ import annotations
-
+"""The models of the shared space by the names parameters give them: a new model is one class and one line here."""
 import inspect
 
 from cmr_utils.fit.contrastive import ContrastiveCCA

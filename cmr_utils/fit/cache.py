@@ -1,9 +1,5 @@
-"""Fitted models and the pairs' moments on disk, keyed by what they were computed from, built once under a lock.
-
-Stored as npz + JSON, never pickled: a cache others can write must not run code in this run.
-"""
-from __future__ import annotations
-
+"""Fitted models and the pairs' moments on disk, keyed by what they were computed from, built once under a lock;
+npz + JSON, never pickled: a cache others can write must not run code in this run."""
 import json
 from pathlib import Path
 
@@ -15,26 +11,18 @@ from cmr_utils.fit.moments import Moments
 from cmr_utils.fit.space import Space
 from cmr_utils.io import atomic_file, built, key
 
-VERSION = 10  # bump when fitted models change meaning (3: one sign convention; 4: feature maps, contrastive;
-# 5: cca and ridge solved from moments, nested models stored whole; 6: moments know their precision;
-# 7: a feature constant to that precision keeps scale 1; 8: stored as npz + JSON, not pickled;
-# 9: moments' products on one BLAS thread, stable_digits_; 10: one class per model, keyed by its get_params())
-MOMENTS_VERSION = 9  # bump when the stored moments change meaning
+VERSION = 10  # bump when fitted models change meaning (10: one class per model, keyed by its params_of)
+MOMENTS_VERSION = 9  # bump when the stored moments change meaning (9: products on one BLAS thread)
 FITTED = ("best_epoch_", "temperature_", "stable_digits_")  # scalars some models have
 
 
 def fit_cached(cache_dir: str | Path, X_key, Y_key, X, Y, moments=None, **params) -> tuple[Space, Path]:
-    """Fit (or reload) ``make(**params)`` keyed by the feature entries it was trained on and its parameters.
-
-    ``X_key``/``Y_key`` name the entries (a list when the pairs span several). A model solved from
-    moments is solved from ``moments()`` (a callable, called only if the fit is not cached) when
-    given. A nested model is fitted once with every component it has (``n_components`` None) and
-    returned cut to its ``n_components``: one fit serves a whole sweep of latent dims.
+    """Fit (or reload) ``make(**params)`` keyed by the feature entries ``X_key``/``Y_key`` (lists when the pairs span
+    several) and its parameters. A model solved from moments takes ``moments()`` (called only if not cached)
+    when given; a nested one is fitted once with all its components and cut: one fit serves a sweep of latent dims.
     """
     est = make(**params)
-    k = est.n_components
-    if est.nested:
-        est.set_params(n_components=None)
+    k, est = est.n_components, est.set_params(n_components=None) if est.nested else est
     path = Path(cache_dir) / "models" / f"{key(entry_key(X_key), entry_key(Y_key), params_of(est), VERSION)}.npz"
 
     def build(dest: Path) -> None:
@@ -85,10 +73,7 @@ def from_arrays(arrays: dict, prefix: str = "") -> Space:
 
 
 def moments_cached(cache_dir: str | Path, X_key, Y_key, X, Y, client=None, progress: bool = True) -> Moments:
-    """The pairs' moments (``Moments.of``, on the cluster with ``client``), cached by the entries that hold them.
-
-    Standardisation and shrinkage are applied by the solver, so one entry serves every linear
-    model of a sweep.
-    """
+    """The pairs' moments (``Moments.of``, on the cluster with ``client``), cached by the entries that hold them:
+    one entry serves every linear model of a sweep (the solver standardises and shrinks)."""
     path = Path(cache_dir) / "moments" / f"{key(entry_key(X_key), entry_key(Y_key), MOMENTS_VERSION)}.npz"
     return Moments.load(built(path, lambda dest: Moments.of(X, Y, client=client, progress=progress).save(dest)))

@@ -1,11 +1,5 @@
-"""A two-tower linear head trained with the symmetric InfoNCE loss from the ridge-CCA solution (``ContrastiveCCA``).
-
-torch is imported inside ``fit`` only: the rest of the pipeline (and loading a fitted head) runs without it.
-"""
-from __future__ import annotations
-
-import contextlib
-
+"""A two-tower linear head trained with the symmetric InfoNCE loss from the ridge-CCA solution (``ContrastiveCCA``);
+torch is imported by its ``fit`` only, so the rest of the pipeline (loading a fitted head too) runs without it."""
 import numpy as np
 
 from cmr_utils.fit.linear import RidgeCCA
@@ -19,25 +13,20 @@ CONTRASTIVE = {"lr": 1e-4, "weight_decay": 1e-4, "batch_size": 256, "max_epochs"
 class ContrastiveCCA(Space):
     """Two linear towers trained with the symmetric InfoNCE loss (CLIP, Radford et al. 2021).
 
-    z = normalise(((V - mean) / std) @ W) per view; the loss is the cross-entropy of each
-    pair's cosine against every other pair in the mini-batch, both ways, scaled by a learnable
-    inverse temperature. W starts from the ridge-CCA solution with this ``shrinkage``, and
-    AdamW moves it from there. Early stopping: a seeded ``holdout`` share of the training
-    pairs' texts (with all their photos) is kept out of training and scores the loss after each
-    epoch; the weights with the lowest held-out loss are kept (the CCA start included). Each
-    epoch sees one photo per text, so a batch never holds a recipe twice. Single-threaded and
-    seeded, so a fit is reproducible.
+    z = normalise(((V - mean) / std) @ W) per view; the loss is the cross-entropy of each pair's cosine against
+    every other pair in the mini-batch, both ways, scaled by a learnable inverse temperature. W starts from the
+    ridge-CCA solution with this ``shrinkage``, and AdamW moves it from there. Early stopping: a seeded
+    ``holdout`` share of the training pairs' texts (with all their photos) is kept out of training and scores
+    the loss after each epoch; the weights with the lowest held-out loss are kept (the CCA start included).
+    Each epoch sees one photo per text, so a batch never holds a recipe twice. Single-threaded and seeded.
     """
 
-    def __init__(self, n_components: int | None = 50, shrinkage: float = 0.5, standardize: bool = True,
-                 seed: int = 0, chunk_size: int = 8192):
-        self.n_components, self.shrinkage, self.standardize, self.chunk_size = (
-            n_components, shrinkage, standardize, chunk_size)
-        self.seed = seed
+    def __init__(self, n_components=50, shrinkage=0.5, standardize=True, seed=0, chunk_size=8192):
+        self.n_components, self.shrinkage, self.standardize, self.seed, self.chunk_size = (
+            n_components, shrinkage, standardize, seed, chunk_size)
 
     def fit(self, X, Y) -> "ContrastiveCCA":
-        if len(X) != len(Y):
-            raise ValueError(f"X and Y must have the same rows, got {len(X)} and {len(Y)}")
+        self._check_rows(X, Y)
         self.maps_ = [None, None]
         X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
         self._check_finite({"image features": X, "text features": Y})
@@ -55,7 +44,9 @@ class ContrastiveCCA(Space):
         held_rows = held_rows[np.unique(text[held_rows], return_index=True)[1]]
         start = RidgeCCA(self.n_components, self.shrinkage, standardize=False).fit(
             views[0][train_rows], views[1][train_rows])
-        with _torch_threads(torch, 1):
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)  # then reductions, hence fits, are the same on every machine
+        try:
             torch.manual_seed(self.seed)
             T = [torch.from_numpy(v.astype(np.float32)) for v in views]
             W = [torch.nn.Parameter(torch.from_numpy(w.astype(np.float32))) for w in start.weights_]
@@ -88,6 +79,8 @@ class ContrastiveCCA(Space):
                     opt.step()
                 if (v := held_loss()) < best:
                     best, state, self.best_epoch_ = v, snapshot(), epoch
+        finally:
+            torch.set_num_threads(before)
         (wx, wy), log_s = state
         A, B = views[0] @ wx, views[1] @ wy
         corrs = np.array([np.corrcoef(A[:, j], B[:, j])[0, 1] for j in range(A.shape[1])])
@@ -96,14 +89,3 @@ class ContrastiveCCA(Space):
         self.means_ = [m for m, _ in scale]
         self.weights_ = [w[:, order] / s[:, None] for w, (_, s) in zip((wx, wy), scale)]
         return self._finish()
-
-
-@contextlib.contextmanager
-def _torch_threads(torch, n: int):
-    """Run torch on ``n`` threads, then restore: reductions, hence fits, are then the same on every machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

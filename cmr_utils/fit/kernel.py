@@ -1,6 +1,4 @@
 """Kernel CCA made to scale: the ridge-CCA solver on Nyström RBF features of each view (``KernelCCA``)."""
-from __future__ import annotations
-
 import numpy as np
 
 from cmr_utils.fit.moments import Moments
@@ -10,29 +8,25 @@ from cmr_utils.fit.space import Space, scaler
 class KernelCCA(Space):
     """Kernel CCA (Bach & Jordan 2002; Hardoon et al. 2004) at the cost of linear CCA in m dimensions.
 
-    Each view's RBF kernel k(a, b) = exp(-gamma |a - b|²) on standardised features is
-    approximated by m = ``kernel_landmarks`` Nyström features (Williams & Seeger 2001), so kernel
-    CCA with ridge regularisation becomes ridge CCA on those features, solved from chunked
-    covariances. The features are scaled to mean variance 1 (one factor per view, which keeps the
-    spectrum's shape), so ``shrinkage`` does not depend on gamma or m; its best value tends to be
-    lower than linear CCA's, the kernel features being many and noisier. ``kernel_gamma`` None: the
-    median heuristic. ``seed`` draws the landmarks.
+    Each view's RBF kernel exp(-gamma |a - b|²) on standardised features is approximated by m =
+    ``kernel_landmarks`` Nyström features (``seed``ed; ``kernel_gamma`` None: the median heuristic), so
+    ridge-regularised kernel CCA is ridge CCA on them. They are scaled to mean variance 1 (one factor per
+    view: the spectrum keeps its shape), so ``shrinkage`` does not depend on gamma or m; its best value
+    tends to be lower than linear CCA's, the kernel features being many and noisier.
     """
 
     nested = True
 
-    def __init__(self, n_components: int | None = 50, shrinkage: float = 0.5, standardize: bool = True,
-                 kernel_landmarks: int = 1000, kernel_gamma: float | None = None, seed: int = 0,
-                 chunk_size: int = 8192):
+    def __init__(self, n_components=50, shrinkage=0.5, standardize=True, kernel_landmarks=1000, kernel_gamma=None,
+                 seed=0, chunk_size=8192):
         self.n_components, self.shrinkage, self.standardize, self.chunk_size = (
             n_components, shrinkage, standardize, chunk_size)
         self.kernel_landmarks, self.kernel_gamma, self.seed = kernel_landmarks, kernel_gamma, seed
 
     def fit(self, X, Y) -> "KernelCCA":
         if self.kernel_gamma is not None and not self.kernel_gamma > 0:
-            raise ValueError(f"kernel_gamma must be positive, or None for the median heuristic, got {self.kernel_gamma!r}")
-        if len(X) != len(Y):
-            raise ValueError(f"X and Y must have the same rows, got {len(X)} and {len(Y)}")
+            raise ValueError(f"kernel_gamma must be positive, or None (median heuristic), got {self.kernel_gamma!r}")
+        self._check_rows(X, Y)
         self.maps_ = [Nystroem(V, self.kernel_landmarks, self.kernel_gamma, self.standardize, self.seed + i,
                                self.chunk_size) for i, V in enumerate((X, Y))]
         self._solve(Moments.of(self.maps_[0].rows(X), self.maps_[1].rows(Y), self.chunk_size), "total",
@@ -43,10 +37,9 @@ class KernelCCA(Space):
 class Nystroem:
     """phi(v) with phi(a)·phi(b) ≈ exp(-gamma |a - b|²) on standardised rows (Williams & Seeger 2001).
 
-    With landmarks L (``landmarks`` seeded training rows) and K_LL = U Λ Uᵀ,
-    phi(v) = k(v, L) U Λ^(-1/2). Eigenvalues below 1e-6 of the largest are dropped: a new row's
-    feature there is noise amplified by 1/√λ (a recipe's text repeated for each photo gives
-    exact zeros). gamma None is the median heuristic, 1 / median of the landmarks' squared distances.
+    With landmarks L (``landmarks`` seeded training rows) and K_LL = U Λ Uᵀ, phi(v) = k(v, L) U Λ^(-1/2).
+    Eigenvalues below 1e-6 of the largest are dropped: a new row's feature there is noise amplified by 1/√λ
+    (a recipe's text repeated for each photo gives exact zeros). gamma None: 1 / median squared distance.
     """
 
     def __init__(self, V, landmarks: int, gamma: float | None, standardize: bool, seed: int, chunk_size: int):

@@ -1,12 +1,8 @@
-"""Linear CCA solved from the pairs' moments: the paper's ``CCA``, ``RidgeCCA`` and ``ExactCCA`` (ridge + PCA).
+"""Linear CCA from the pairs' moments alone: the paper's ``CCA``, ``RidgeCCA`` and ``ExactCCA`` (ridge + PCA).
 
-All three need only the pairs' means and covariances (``Moments``), computed once per training set
-(on a cluster or cached) and solved for every shrinkage and latent dim of a sweep, or for a
-cross-validation fold as all pairs' moments minus the fold's. They give cca-zoo's solutions (tested)
-at a fraction of its cost.
+The moments are computed once per training set (on a cluster, cached) and solved for every shrinkage and
+latent dim of a sweep, or a fold's as all pairs' minus the fold's: cca-zoo's solutions (tested), far cheaper.
 """
-from __future__ import annotations
-
 from cmr_utils.fit.moments import Moments
 from cmr_utils.fit.space import Space
 
@@ -16,8 +12,7 @@ class _Linear(Space):
     shrinkage, pca = 0.0, None
 
     def fit(self, X, Y) -> "_Linear":
-        if len(X) != len(Y):
-            raise ValueError(f"X and Y must have the same rows, got {len(X)} and {len(Y)}")
+        self._check_rows(X, Y)
         return self.fit_moments(Moments.of(X, Y, self.chunk_size))
 
     def fit_moments(self, moments: Moments) -> "_Linear":
@@ -31,15 +26,14 @@ class _Linear(Space):
 class CCA(_Linear):
     """The paper's plain CCA (no shrinkage): overfits when pairs are few for the dimension."""
 
-    def __init__(self, n_components: int | None = 50, standardize: bool = True, chunk_size: int = 8192):
+    def __init__(self, n_components=50, standardize=True, chunk_size=8192):
         self.n_components, self.standardize, self.chunk_size = n_components, standardize, chunk_size
 
 
 class RidgeCCA(_Linear):
     """Ridge CCA (as cca-zoo's RidgeCCA): each view's covariance shrunk towards the identity by ``shrinkage``."""
 
-    def __init__(self, n_components: int | None = 50, shrinkage: float = 0.5, standardize: bool = True,
-                 chunk_size: int = 8192):
+    def __init__(self, n_components=50, shrinkage=0.5, standardize=True, chunk_size=8192):
         self.n_components, self.shrinkage, self.standardize, self.chunk_size = (
             n_components, shrinkage, standardize, chunk_size)
 
@@ -47,7 +41,6 @@ class RidgeCCA(_Linear):
 class ExactCCA(_Linear):
     """Ridge CCA that keeps only the leading ``pca`` principal directions of each view before whitening."""
 
-    def __init__(self, n_components: int | None = 50, shrinkage: float = 0.5, standardize: bool = True,
-                 pca: int | None = None, chunk_size: int = 8192):
+    def __init__(self, n_components=50, shrinkage=0.5, standardize=True, pca=None, chunk_size=8192):
         self.n_components, self.shrinkage, self.standardize, self.pca, self.chunk_size = (
             n_components, shrinkage, standardize, pca, chunk_size)

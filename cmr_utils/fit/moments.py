@@ -1,11 +1,5 @@
-"""The pairs' sufficient statistics (``Moments``): all that linear CCA needs, summed once over row chunks.
-
-Means and covariances are summed over chunks (float32 products for float32 features, accumulated
-in float64), so memory is O(p²) whatever the number of pairs, features on disk are never loaded
-whole, and the sums can be spread over a Dask cluster with the same bits.
-"""
-from __future__ import annotations
-
+"""The pairs' sufficient statistics (``Moments``): all that linear CCA needs, summed over row chunks in O(p²)
+memory whatever the number of pairs, features on disk never loaded whole, on a Dask cluster with the same bits."""
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +14,9 @@ from cmr_utils.io import atomic_file
 class Moments:
     """Sufficient statistics of paired rows: their number, means and (n-1)-normalised covariances.
 
-    ``a - b`` are the moments of a's rows without b's (b's rows a subset of a's), exactly: the
-    scatter of a union is the parts' scatters plus n_a n_b / n (m_a - m_b)(m_a - m_b)ᵀ
-    (Chan, Golub & LeVeque 1979). So each cross-validation training set costs one pass over its
-    held-out fold, not over its own rows.
-    """
+    ``a - b`` are the moments of a's rows without b's (a subset), exactly: the scatter of a union is the parts'
+    scatters plus n_a n_b / n (m_a - m_b)(m_a - m_b)ᵀ (Chan, Golub & LeVeque 1979). So a cross-validation
+    training set costs one pass over its held-out fold, not over its own rows."""
     n: int
     mx: np.ndarray
     my: np.ndarray
@@ -84,14 +76,11 @@ def covariances(X, Y, chunk_size: int = 8192, client=None, progress: bool = Fals
     """Means and (n-1)-normalised covariances of X, Y and their cross-covariance, in float64, and the dtype
     of the products (whose precision bounds the covariance spectrum the solver trusts).
 
-    A chunked map-reduce whose every sum is fixed by n and ``chunk_size`` alone: tasks of
-    ``TASK_CHUNKS`` chunks each add their chunks' products in float64 in chunk order, on one
-    BLAS thread, and the tasks' sums are added in task order as they arrive; so the result is
-    the same bits whether the tasks ran here (on this process's cores, as threads) or, with a
-    Dask ``client`` (X and Y ``features.Rows`` views), on its workers. Rows are read
-    ``chunk_size`` at a time (features on disk are never loaded whole) and centred on the first
-    chunk's mean, which keeps the sums well conditioned; float32 features are multiplied in
-    float32 (the BLAS's fastest) and accumulated across chunks in float64.
+    A chunked map-reduce whose every sum is fixed by n and ``chunk_size`` alone: tasks of ``TASK_CHUNKS`` chunks
+    each add their chunks' products in float64 in chunk order, on one BLAS thread, and the tasks' sums are added
+    in task order; so the bits are the same whether the tasks ran here (as threads) or, with a Dask ``client``
+    (X and Y ``features.Rows`` views), on its workers. Rows are read ``chunk_size`` at a time, centred on the
+    first chunk's mean (well-conditioned sums); float32 features are multiplied in float32 (the BLAS's fastest).
     """
     from cmr_utils.features.store import Rows
     n = len(X)

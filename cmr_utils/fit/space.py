@@ -1,14 +1,5 @@
-"""What every model of the shared space has in common: projecting, cutting to k components, one sign
-convention, the checks, and the ridge-CCA solver that all but the contrastive model end in.
-
-A fitted space is ``maps_``, ``means_`` and ``weights_`` per view: latent = (map(V) - means_[i])
-@ weights_[i], with map the identity (``maps_[i]`` None; the weights then in the units of the input
-features, standardisation folded in) or a fixed feature map (``kernel``). ``n_components`` is capped
-by the rank the data allows (None: all it allows); ``n_components_`` says what was used. ``corrs_``
-are the latent components' correlations on the training pairs (used by the weighted score).
-"""
-from __future__ import annotations
-
+"""What every model of the shared space has in common (projection, one sign convention, checks) and the ridge-CCA
+solver that all but the contrastive model end in."""
 import copy
 
 import numpy as np
@@ -19,7 +10,15 @@ from cmr_utils.fit.moments import Moments
 
 
 class Space(BaseEstimator):
-    """Base of the models: ``fit(X, Y)`` on paired rows (image features X, text features Y) returns self."""
+    """Base of the models: ``fit(X, Y)`` on paired rows (image features X, text features Y) returns self.
+
+    A fitted space is ``maps_``, ``means_`` and ``weights_`` per view: latent = (map(V) - means_[i]) @ weights_[i],
+    map the identity (``maps_[i]`` None; standardisation folded into the weights) or a fixed feature map
+    (``KernelCCA``). ``n_components`` is capped by the rank the data allows (None: all it allows);
+    ``n_components_`` is what was used; ``corrs_`` the components' correlations on the training pairs;
+    ``stable_digits_`` (solved from moments) the digits of the latent vectors that rounding of the moments
+    cannot change.
+    """
 
     from_moments = False  # solved from the pairs' moments alone (``fit_moments``)
     nested = False  # its first k components do not depend on n_components (``head``)
@@ -44,6 +43,11 @@ class Space(BaseEstimator):
         with threadpool_limits(1, user_api="blas"):
             return np.concatenate([(np.asarray(F[s:s + c], np.float64) - self.means_[i]) @ self.weights_[i]
                                    for s in range(0, max(len(V), 1), c)])
+
+    @staticmethod
+    def _check_rows(X, Y) -> None:
+        if len(X) != len(Y):
+            raise ValueError(f"X and Y must have the same rows, got {len(X)} and {len(Y)}")
 
     def _finish(self) -> "Space":
         self._fix_signs()
@@ -75,11 +79,9 @@ class Space(BaseEstimator):
     def _solve(self, m: Moments, scale: str, shrinkage: float, pca: int | None = None) -> None:
         """Ridge CCA from covariances: whiten each view by ((1-c) C + c I)^(-1/2), then SVD of the whitened Cxy.
 
-        ``scale`` puts the views on a common footing first: 'feature' (unit variance per feature),
-        'total' (one factor: mean variance 1, which keeps the spectrum's shape) or 'none'. Each
-        view's eigendecomposition does not depend on the shrinkage and is kept on ``m``, so a
-        sweep costs one per view and then one SVD per shrinkage; every latent dim is a prefix.
-        ``stable_digits_``: the latent vectors' significant digits that rounding of the moments cannot change.
+        ``scale`` puts the views on a common footing first: 'feature' (unit variance per feature), 'total' (one
+        factor: mean variance 1, which keeps the spectrum's shape) or 'none'. Each view's eigendecomposition does
+        not depend on the shrinkage and is kept on ``m``: a sweep costs one per view, then one SVD per shrinkage.
         """
         (Cxx, dx, ex), (Cyy, dy, ey) = m.scaled("x", scale), m.scaled("y", scale)
         Cxy = m.Cxy / np.outer(dx, dy)
@@ -108,10 +110,9 @@ def _whitener(eig: tuple[np.ndarray, np.ndarray], shrinkage: float, pca: int | N
 def _stable_digits(whiteners, eps: float) -> int:
     """Significant digits of the solution that a relative rounding ``eps`` in the moments cannot change.
 
-    Whitening amplifies a relative error in a covariance by up to the condition number of the
-    shrunk covariance it inverts (largest over smallest eigenvalue kept, i.e. over the whitener's
-    squared column norms): plain CCA on few pairs for the dimension has none left, so its ranks may
-    differ in near-ties on another machine's BLAS, though not between runs on one machine.
+    Whitening amplifies a relative error in a covariance by up to the condition number of the shrunk covariance
+    it inverts (largest over smallest eigenvalue kept, i.e. over the whitener's squared column norms): plain CCA
+    on few pairs for the dimension has none left, so its ranks may differ in near-ties on another machine's BLAS.
     """
     cond = max(float(norms.max() / norms.min()) for norms in ((W * W).sum(0) for W in whiteners))
     return max(0, int(np.floor(-np.log10(cond * eps))))

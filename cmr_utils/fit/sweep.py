@@ -1,6 +1,4 @@
-"""The fitting stage (notebook 02): every text kind, model, shrinkage and latent dim on the train pairs; writes ``models.json``."""
-from __future__ import annotations
-
+"""The fitting stage (notebook 02): every text kind, model, shrinkage and latent dim on the train pairs."""
 import functools
 from pathlib import Path
 
@@ -15,11 +13,9 @@ from cmr_utils.run_dir import pairs, read
 
 
 def grid(models=("ridge",), latent_dims=(50,), shrinkage=(0.5,), settings=None) -> list[Space]:
-    """The unfitted models of a sweep: each model by shrinkage by latent dim, in that order, once each.
-
-    ``settings`` (``standardize``, ``pca``, the kernel's, ``seed``) reach the models that declare
-    them; a model without shrinkage (plain ``cca``) is fitted once per latent dim.
-    """
+    """The unfitted models of a sweep, each model by shrinkage by latent dim, once each (plain ``cca``, without
+    shrinkage, once per latent dim); ``settings`` (``standardize``, ``pca``, the kernel's, ``seed``) reach the
+    models that declare them."""
     points = [make(m, n_components=dim, shrinkage=float(c), **(settings or {}))
               for m in models for c in shrinkage for dim in latent_dims]
     return list({key(params_of(est)): est for est in points}.values())
@@ -28,10 +24,9 @@ def grid(models=("ridge",), latent_dims=(50,), shrinkage=(0.5,), settings=None) 
 def fit(run_dir, cache_dir, grid: list[Space], cluster=None, progress=True) -> pd.DataFrame:
     """Fit every model of ``grid`` per text kind on the train pairs (cached); write ``models.json``.
 
-    Models solved from moments take the train pairs' moments, computed once per text kind (on the
-    cluster, with ``cluster``) and cached; a nested model is fitted once per shrinkage with all
-    its components and every latent dim is a prefix, so a sweep costs about one fit. Each entry
-    keeps its model's ``params_of`` for refits.
+    Models solved from moments take the train pairs' moments, computed once per text kind (on the ``cluster``)
+    and cached; a nested model is fitted once with all its components, each latent dim a prefix: a sweep costs
+    about one fit per shrinkage. Each entry keeps its model's ``params_of`` for refits.
     """
     manifest = read(run_dir, "features.json")
     entries = []
