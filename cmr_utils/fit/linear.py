@@ -1,8 +1,5 @@
-"""Linear CCA from the pairs' moments alone: the paper's ``CCA``, ``RidgeCCA`` and ``ExactCCA`` (ridge + PCA).
-
-The moments are computed once per training set (on a cluster, cached) and solved for every shrinkage and
-latent dim of a sweep, or a fold's as all pairs' minus the fold's: cca-zoo's solutions (tested), far cheaper.
-"""
+"""Linear CCA from the pairs' moments alone (the paper's ``CCA``, ``RidgeCCA``, ``ExactCCA``): moments computed once
+serve every shrinkage and latent dim of a sweep, and a fold's are all pairs' minus the fold's; cca-zoo's solutions."""
 from cmr_utils.fit.moments import Moments
 from cmr_utils.fit.space import Space
 
