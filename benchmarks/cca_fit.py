@@ -45,7 +45,8 @@ SWEEP = {"shrinkage": (0.0, 0.1, 0.5, 0.9), "latent_dims": (2, 10, 25, 50, 100, 
 def job(name: str, folder: str, k: int, queue) -> None:
     from cmr_utils.features.store import Rows
     from cmr_utils.io import NpyRows
-    from cmr_utils.fit.models import Moments, SharedSpace
+    from cmr_utils.fit.linear import ExactCCA, RidgeCCA
+    from cmr_utils.fit.moments import Moments
     tracemalloc.start()
     X, Y = (Rows([NpyRows(Path(folder) / f)]) for f in ("X.npy", "Y.npy"))  # read from disk in chunks
     if not name.startswith("exact"):
@@ -54,11 +55,11 @@ def job(name: str, folder: str, k: int, queue) -> None:
     if name == "raw GEMMs":
         X.T @ X, Y.T @ Y, X.T @ Y
     elif name == "exact (streamed from disk)":
-        SharedSpace("exact", k, shrinkage=0.0, standardize=False).fit(X, Y)
+        ExactCCA(k, shrinkage=0.0, standardize=False).fit(X, Y)
     elif name.startswith("exact sweep"):
         m = Moments.of(X, Y)
         for c in SWEEP["shrinkage"]:
-            full = SharedSpace("ridge", None, shrinkage=c).fit_moments(m)
+            full = RidgeCCA(None, shrinkage=c).fit_moments(m)
             [full.head(d) for d in SWEEP["latent_dims"]]
     elif name == "cca-zoo CCA":
         from cca_zoo.linear import CCA

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmr_utils.fit.models import SharedSpace
+from cmr_utils.fit.linear import RidgeCCA
 from cmr_utils.report.search import Gallery, _read_gallery, _write_gallery
 
 
@@ -33,8 +33,8 @@ def main() -> None:
     index = pd.DataFrame({"recipe_id": [f"{i:010x}" for i in range(args.n)], "image_id": "",
                           "title": [f"synthetic recipe number {i}" for i in range(args.n)],
                           "path": [f"/data/recipe1m/images/test/a/b/c/d/{i:010x}.jpg" for i in range(args.n)]})
-    space = SharedSpace("ridge", args.dim).fit(rng.normal(size=(4 * args.dim, 2 * args.dim)),
-                                               rng.normal(size=(4 * args.dim, 2 * args.dim)))
+    space = RidgeCCA(args.dim).fit(rng.normal(size=(4 * args.dim, 2 * args.dim)),
+                                   rng.normal(size=(4 * args.dim, 2 * args.dim)))
     built = Gallery(None, {"text_kind": "title", "score": "cosine"}, space, {},
                     unit(rng.normal(size=(args.n, args.dim))), unit(rng.normal(size=(args.n, args.dim))), index)
     with tempfile.TemporaryDirectory() as tmp:

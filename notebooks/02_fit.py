@@ -50,9 +50,9 @@ from cmr_utils import run_dir as rd
 from cmr_utils.fit import sweep
 
 run_dir, cache_dir = rd.run_folder("02_fit", globals()), rd.cache_folder(cache_dir)
-fitted = sweep.fit(run_dir=run_dir, cache_dir=cache_dir, models=models, latent_dims=latent_dims,
-                    shrinkage=shrinkage, standardize=standardize, pca=pca, kernel_landmarks=kernel_landmarks,
-                    kernel_gamma=kernel_gamma, seed=seed, cluster=cluster)
+settings = dict(standardize=standardize, pca=pca, kernel_landmarks=kernel_landmarks, kernel_gamma=kernel_gamma, seed=seed)
+grid = sweep.grid(models=models, latent_dims=latent_dims, shrinkage=shrinkage, settings=settings)
+fitted = sweep.fit(run_dir=run_dir, cache_dir=cache_dir, grid=grid, cluster=cluster)
 
 # %% [markdown]
 # ## Fitted models

@@ -14,7 +14,8 @@ from cmr_utils.features import store as F
 from cmr_utils.data.recipe1m import Recipe1M
 from cmr_utils.features.encoders import ImageEncoder, TextEncoder
 from cmr_utils.io import NpyRows, write_npy
-from cmr_utils.fit.models import Moments, SharedSpace
+from cmr_utils.fit.linear import RidgeCCA
+from cmr_utils.fit.moments import Moments
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,8 @@ def test_covariances_from_the_cluster_equal_in_process_bit_for_bit(tmp_path, cli
     # float32 products accumulated in float64 stay close to float64 arithmetic throughout
     exact = Moments.of(X[rows].astype(np.float64), Y[rows].astype(np.float64))
     np.testing.assert_allclose(here.Cxy, exact.Cxy, atol=1e-5 * np.abs(exact.Cxy).max())
-    a = SharedSpace("ridge", 4, shrinkage=0.1).fit_moments(there)
-    b = SharedSpace("ridge", 4, shrinkage=0.1).fit(X[rows].astype(np.float64), Y[rows].astype(np.float64))
+    a = RidgeCCA(4, shrinkage=0.1).fit_moments(there)
+    b = RidgeCCA(4, shrinkage=0.1).fit(X[rows].astype(np.float64), Y[rows].astype(np.float64))
     np.testing.assert_allclose(a.corrs_, b.corrs_, atol=1e-5)
 
 
@@ -146,8 +147,8 @@ def small_pipeline(root, cache, cluster_address):
     run_dir = root / "run"
     extraction.extract(run_dir, cache, demo_recipes=160, text_kinds=("title",), batch_size=8,
                    cluster=cluster_address, progress=False)
-    sweep.fit(run_dir, cache, models=("cca", "ridge"), shrinkage=(0.5,), latent_dims=(2, 10, 50),
-               cluster=cluster_address, progress=False)
+    sweep.fit(run_dir, cache, sweep.grid(models=("cca", "ridge"), shrinkage=(0.5,), latent_dims=(2, 10, 50)),
+              cluster=cluster_address, progress=False)
     evaluation.evaluate(run_dir, scores=("correlation", "cosine"), bag_sizes=(40, 0), n_bags=3, select="kfold",
                     folds=3, cluster=cluster_address, progress=False)
     return (run_dir / "results.csv").read_bytes()

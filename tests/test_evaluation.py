@@ -43,7 +43,7 @@ def run_dir(demo_root, tmp_path):
                          for k in ("title", "instructions")}}
     run = tmp_path / "run"
     save_json(run / "features.json", manifest)
-    sweep.fit(run_dir=run, cache_dir=cache, models=["ridge", "cca"], latent_dims=[2, 3], shrinkage=[0.5])
+    sweep.fit(run_dir=run, cache_dir=cache, grid=sweep.grid(models=["ridge", "cca"], latent_dims=[2, 3], shrinkage=[0.5]))
     evaluation.evaluate(run_dir=run, scores=["correlation", "cosine"], bag_sizes=[5, 1000, 0], n_bags=3)
     return run, lacking, ds
 

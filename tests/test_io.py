@@ -22,7 +22,7 @@ from cmr_utils.runner import kernelspec as kernel
 from cmr_utils.runner import render
 from cmr_utils.report import index as report
 from cmr_utils.runner import run as R
-from cmr_utils.fit.models import fit_cached
+from cmr_utils.fit.cache import fit_cached
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ from pathlib import Path
 import numpy as np
 from cmr_utils.data import demo
 from cmr_utils.features import store as features
-from cmr_utils.fit.models import fit_cached
+from cmr_utils.fit.cache import fit_cached
 
 cache, meta, expected = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 try:

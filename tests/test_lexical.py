@@ -116,7 +116,7 @@ def test_stacked_concat_keeps_the_neural_blocks_and_adds_the_lexical_one(extract
         np.testing.assert_array_equal(both[:, :3 * Stub.dim], neural)
         np.testing.assert_array_equal(both[:, 3 * Stub.dim:], lex)
     # the next stages take the stacked and the lexical kinds like any other
-    sweep.fit(run_dir=run_dir, cache_dir=run_dir.parent / "cache", models=["ridge"], latent_dims=[2], shrinkage=[0.5])
+    sweep.fit(run_dir=run_dir, cache_dir=run_dir.parent / "cache", grid=sweep.grid(models=["ridge"], latent_dims=[2]))
     results = evaluation.evaluate(run_dir=run_dir, scores=["cosine"], bag_sizes=[5], n_bags=2, progress=False)
     assert results.groupby("text_kind").text_encoder.unique().map(list).to_dict() == {
         "concat": ["hash + lexical"], "lexical": ["lexical"]}

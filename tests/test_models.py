@@ -1,9 +1,16 @@
 import numpy as np
 import pytest
-from cca_zoo.linear import CCA, RidgeCCA
+from cca_zoo import linear as zoo
 from threadpoolctl import threadpool_limits
 
-from cmr_utils.fit.models import Moments, SharedSpace, covariances, fit_cached, moments_cached
+from cmr_utils import fit
+from cmr_utils.fit import MODELS, make, params_of
+from cmr_utils.fit import contrastive as contrastive_module
+from cmr_utils.fit import sweep
+from cmr_utils.fit.cache import fit_cached, moments_cached
+from cmr_utils.fit.kernel import KernelCCA
+from cmr_utils.fit.linear import CCA, ExactCCA, RidgeCCA
+from cmr_utils.fit.moments import Moments, covariances
 
 
 def correlated(n, p=30, q=20, k=3, noise=1.0, seed=0):
@@ -13,11 +20,11 @@ def correlated(n, p=30, q=20, k=3, noise=1.0, seed=0):
             Z @ rng.normal(size=(k, q)) + noise * rng.normal(size=(n, q)))
 
 
-@pytest.mark.parametrize("model,ref", [("cca", lambda: CCA(n_components=3)),
-                                       ("ridge", lambda: RidgeCCA(n_components=3, shrinkage=[0.3, 0.3]))])
+@pytest.mark.parametrize("model,ref", [("cca", lambda: zoo.CCA(n_components=3)),
+                                       ("ridge", lambda: zoo.RidgeCCA(n_components=3, shrinkage=[0.3, 0.3]))])
 def test_projections_match_cca_zoo(model, ref):
     X, Y = correlated(400)
-    ours = SharedSpace(model, 3, shrinkage=0.3, standardize=False).fit(X, Y)
+    ours = make(model, n_components=3, shrinkage=0.3, standardize=False).fit(X, Y)
     theirs = ref().fit([X, Y])
     A, B = ours.transform(X, Y), theirs.transform([X, Y])
     sign = np.sign((A[0] * B[0]).sum(0))  # cca-zoo leaves each component's sign arbitrary; ours fixes it
@@ -39,8 +46,8 @@ def test_chunked_solver_on_memory_mapped_features_agrees_with_cca_zoo(tmp_path, 
     views = [np.asarray(Xm, np.float64), Y]
     if standardize:
         views = [(V - V.mean(0)) / V.std(0, ddof=1) for V in views]
-    ref = RidgeCCA(n_components=5, shrinkage=[shrinkage, shrinkage]).fit(views)
-    ours = SharedSpace(model, 5, shrinkage=shrinkage, standardize=standardize, chunk_size=700).fit(Xm, Y)
+    ref = zoo.RidgeCCA(n_components=5, shrinkage=[shrinkage, shrinkage]).fit(views)
+    ours = make(model, n_components=5, shrinkage=shrinkage, standardize=standardize, chunk_size=700).fit(Xm, Y)
     A, B = ref.transform(views), ours.transform(Xm, Y)
     np.testing.assert_allclose(ours.corrs_, [np.corrcoef(a, b)[0, 1] for a, b in zip(*(v.T for v in A))], atol=1e-9)
     sign = np.sign((A[0] * B[0]).sum(0))  # cca-zoo leaves each component's sign arbitrary
@@ -63,7 +70,7 @@ def test_moments_and_projections_are_the_same_bits_whatever_the_blas_threads():
     """A float32 GEMM's rounding depends on how many threads split it (a Dask worker of local:2 has one, this
     process all the cores): the moments and the latent vectors are computed so that it does not matter."""
     X, Y = (V.astype(np.float32) for V in correlated(4000, p=300, q=384, k=4))
-    est, out = SharedSpace("ridge", 10, shrinkage=0.5).fit(X, Y), {}  # (the fit itself runs in one process)
+    est, out = RidgeCCA(10, shrinkage=0.5).fit(X, Y), {}  # (the fit itself runs in one process)
     for threads in (1, 2):
         with threadpool_limits(threads):
             m = Moments.of(X, Y, chunk_size=256)
@@ -77,9 +84,9 @@ def test_stable_digits_say_how_much_whitening_amplifies_rounding():
     its solution survive another machine's rounding of the sums; ridge's shrinkage keeps most."""
     X, Y = (V.astype(np.float32) for V in correlated(240, p=200, q=150, k=2, noise=2.0))
     m = Moments.of(X, Y)
-    cca, ridge = SharedSpace("cca", 5).fit_moments(m), SharedSpace("ridge", 5, shrinkage=0.5).fit_moments(m)
+    cca, ridge = CCA(5).fit_moments(m), RidgeCCA(5, shrinkage=0.5).fit_moments(m)
     assert 0 <= cca.stable_digits_ <= 3 < ridge.stable_digits_ <= 7  # float32 products: about 7 digits at most
-    assert SharedSpace("ridge", 5, shrinkage=0.5).fit(*correlated(240)).stable_digits_ > 12  # float64 products
+    assert RidgeCCA(5, shrinkage=0.5).fit(*correlated(240)).stable_digits_ > 12  # float64 products
 
 
 def test_a_feature_constant_to_the_precision_of_the_sums_is_not_blown_up():
@@ -93,8 +100,8 @@ def test_a_feature_constant_to_the_precision_of_the_sums_is_not_blown_up():
     bad = Moments(m.n, m.mx, np.append(m.my, 0.3), m.Cxx, Cyy, Cxy, eps=m.eps)
     Cs = bad.scaled("y", "feature")[0]
     assert np.linalg.eigvalsh(Cs).min() > -1e-6
-    est = SharedSpace("ridge", 2, shrinkage=0.5).fit_moments(bad)
-    ref = SharedSpace("ridge", 2, shrinkage=0.5).fit_moments(m)
+    est = RidgeCCA(2, shrinkage=0.5).fit_moments(bad)
+    ref = RidgeCCA(2, shrinkage=0.5).fit_moments(m)
     np.testing.assert_allclose(est.corrs_, ref.corrs_, atol=1e-6)
 
 
@@ -110,16 +117,17 @@ def test_covariances_leave_in_memory_features_as_they_were(dtype):
 
 def test_pca_pre_reduction_limits_the_space():
     X, Y = correlated(2000, p=40, q=25, k=3, noise=0.3)
-    m = SharedSpace("exact", 20, pca=8).fit(X, Y)
+    m = ExactCCA(20, pca=8).fit(X, Y)
     assert m.n_components_ == 8
     assert np.linalg.matrix_rank(m.weights_[0]) == 8 and m.corrs_[0] > 0.9
-    with pytest.raises(ValueError, match="pca"):
-        SharedSpace("ridge", pca=8).fit(X, Y)
+    with pytest.raises(TypeError, match="pca"):
+        RidgeCCA(pca=8)  # pca pre-reduction is ExactCCA's
+    assert "pca" not in make("ridge", pca=8).get_params()  # a sweep's settings reach the models that declare them
 
 
 def test_recovers_planted_correlation_and_caps_dimension():
     X, Y = correlated(2000, k=2, noise=0.5)
-    m = SharedSpace("cca", 500, standardize=True).fit(X, Y)
+    m = CCA(500, standardize=True).fit(X, Y)
     assert m.n_components_ == 20  # min(p, q, n - 1)
     assert m.corrs_[0] > 0.9 and m.corrs_[1] > 0.9 and m.corrs_[2] < 0.3
     assert np.all(np.diff(m.corrs_) <= 1e-9)
@@ -133,8 +141,8 @@ def test_ridge_generalises_where_plain_cca_overfits():
         a, b = model.transform(Xt, Yt)
         return np.corrcoef(a[:, 0], b[:, 0])[0, 1]
 
-    cca = SharedSpace("cca", 5).fit(X, Y)
-    ridge = SharedSpace("ridge", 5, shrinkage=0.5).fit(X, Y)
+    cca = CCA(5).fit(X, Y)
+    ridge = RidgeCCA(5, shrinkage=0.5).fit(X, Y)
     assert cca.corrs_[0] > 0.99  # fits noise on the training pairs
     assert held_out_corr(ridge) > held_out_corr(cca) + 0.2
 
@@ -162,12 +170,32 @@ def test_cache_keys_are_the_entries_content_not_the_path_that_reached_them(tmp_p
     np.testing.assert_array_equal(paths[0].Cxy, paths[1].Cxy)
 
 
-def test_rejects_unknown_model_and_misaligned_rows():
+@pytest.mark.parametrize("name", list(MODELS))
+def test_each_registered_name_builds_its_class_and_rebuilds_from_its_params(name):
+    est = make(name, n_components=3, shrinkage=0.2, pca=2, kernel_gamma=0.5, seed=4, color="red")
+    assert type(est) is MODELS[name] and est.n_components == 3
+    assert not hasattr(est, "color")  # a setting no model declares reaches none
+    assert params_of(est) == {"model": name, **est.get_params()}
+    assert make(**params_of(est)).get_params() == est.get_params()
+    assert getattr(est, "shrinkage") == (0.0 if name == "cca" else 0.2)  # plain CCA has none to set
+
+
+def test_a_grid_fits_a_model_without_shrinkage_once_per_latent_dim():
+    g = sweep.grid(models=["cca", "kernel", "contrastive"], latent_dims=[2, 5], shrinkage=[0.1, 0.9],
+                   settings={"kernel_landmarks": 40, "pca": 3, "seed": 7})
+    assert [(params_of(e)["model"], e.shrinkage, e.n_components) for e in g] == [
+        ("cca", 0.0, 2), ("cca", 0.0, 5), *((m, c, d) for m in ("kernel", "contrastive") for c in (0.1, 0.9) for d in (2, 5))]
+    assert [getattr(e, "seed", None) for e in g[:3]] == [None, None, 7] and g[2].kernel_landmarks == 40
+    assert not any("pca" in e.get_params() for e in g)  # only ExactCCA reads pca
+
+
+def test_rejects_unknown_model_naming_the_models_and_misaligned_rows():
     X, Y = correlated(50)
-    with pytest.raises(ValueError, match="model"):
-        SharedSpace("pls").fit(X, Y)
-    with pytest.raises(ValueError, match="same rows"):
-        SharedSpace().fit(X, Y[:-1])
+    with pytest.raises(ValueError, match="unknown model 'pls': the models are cca, ridge, exact, kernel, contrastive"):
+        make("pls")
+    for est in (make(name) for name in MODELS):
+        with pytest.raises(ValueError, match="same rows"):
+            est.fit(X, Y[:-1])
 
 
 def test_correlation_score_does_not_depend_on_the_solver():
@@ -181,8 +209,8 @@ def test_correlation_score_does_not_depend_on_the_solver():
     Xt, Yt = correlated(200, p=40, q=25, k=6, noise=0.8, seed=5)
     rng = np.random.default_rng(0)
     px, py = rng.permutation(40), rng.permutation(25)
-    ridge = SharedSpace("ridge", 8, shrinkage=0.3).fit(X, Y)
-    exact = SharedSpace("exact", 8, shrinkage=0.3, chunk_size=300).fit(X[:, px], Y[:, py])
+    ridge = RidgeCCA(8, shrinkage=0.3).fit(X, Y)
+    exact = ExactCCA(8, shrinkage=0.3, chunk_size=300).fit(X[:, px], Y[:, py])
     np.testing.assert_allclose(ridge.weights_[0][px], exact.weights_[0], atol=1e-8)
     np.testing.assert_allclose(ridge.weights_[1][py], exact.weights_[1], atol=1e-8)
     S = [normalize(m.transform(A)[0], "correlation") @ normalize(m.transform(None, B)[1], "correlation").T
@@ -190,12 +218,12 @@ def test_correlation_score_does_not_depend_on_the_solver():
     np.testing.assert_allclose(S[0], S[1], atol=1e-8)
 
 
-@pytest.mark.parametrize("model", ["ridge", "exact"])
+@pytest.mark.parametrize("model", ["ridge", "exact", "contrastive"])
 def test_non_finite_fit_stops_naming_the_model(model):
     X, Y = correlated(300)
     X[5, 2] = np.nan
-    with pytest.raises(ValueError, match=rf"SharedSpace\(.*model='{model}'.*non-finite"):
-        SharedSpace(model, 3).fit(X, Y)
+    with pytest.raises(ValueError, match=rf"{type(make(model)).__name__}\(.*n_components=3.*\): non-finite image features"):
+        make(model, n_components=3).fit(X, Y)
 
 
 def held_out_corrs(model, X, Y):
@@ -206,7 +234,7 @@ def held_out_corrs(model, X, Y):
 @pytest.mark.parametrize("model,n,extra", [("kernel", 2000, {"kernel_landmarks": 300}), ("contrastive", 800, {})])
 def test_new_models_recover_planted_correlation(model, n, extra):
     X, Y = correlated(n + 1000, k=2, noise=0.5)
-    m = SharedSpace(model, 4, shrinkage=0.5, **extra).fit(X[:n], Y[:n])
+    m = make(model, n_components=4, shrinkage=0.5, **extra).fit(X[:n], Y[:n])
     assert m.n_components_ == 4
     r = held_out_corrs(m, X[n:], Y[n:])  # on pairs it never saw
     assert r[0] > 0.9 and r[1] > 0.9
@@ -219,7 +247,7 @@ def test_kernel_finds_a_relation_linear_cca_misses():
     Z = rng.normal(size=(1500, 2))
     X = np.hstack([Z, rng.normal(size=(1500, 6))])
     Y = np.hstack([np.sin(2 * Z[:, :1]), Z[:, 1:] ** 2, rng.normal(size=(1500, 6))]) + 0.1 * rng.normal(size=(1500, 8))
-    linear, kernel = (held_out_corrs(SharedSpace(model, 2, shrinkage=0.3, kernel_landmarks=200).fit(X[:1000], Y[:1000]),
+    linear, kernel = (held_out_corrs(make(model, n_components=2, shrinkage=0.3, kernel_landmarks=200).fit(X[:1000], Y[:1000]),
                                      X[1000:], Y[1000:]) for model in ("exact", "kernel"))
     assert kernel[0] > 0.9 and kernel[0] > linear[0] + 0.4 and kernel[1] > linear[1] + 0.3
 
@@ -239,30 +267,46 @@ def test_fit_cached_reloads_new_models(tmp_path, model, extra):
 
 def test_contrastive_is_deterministic_for_a_seed():
     X, Y = correlated(500)
-    a, b, c = (SharedSpace("contrastive", 3, seed=s).fit(X, Y) for s in (0, 0, 1))
+    a, b, c = (fit.ContrastiveCCA(3, seed=s).fit(X, Y) for s in (0, 0, 1))
     for u, v in zip(a.weights_, b.weights_):
         np.testing.assert_array_equal(u, v)
     assert not np.array_equal(a.weights_[0], c.weights_[0])
 
 
-def test_contrastive_starts_from_ridge_cca_and_keeps_its_best_epoch():
+def test_contrastive_keeps_the_weights_of_its_best_epoch(monkeypatch):
+    """The fit trains on past its best held-out epoch (``patience``) and returns that epoch's weights: the same
+    weights as a fit stopped right there."""
     X, Y = correlated(600, k=2, noise=0.5)
-    m = SharedSpace("contrastive", 2, shrinkage=0.5).fit(X, Y)
-    assert 0 <= m.best_epoch_ <= 200 and 0 < m.temperature_ < 1
+    m = fit.ContrastiveCCA(2, shrinkage=0.5).fit(X, Y)
+    assert m.best_epoch_ > 0 and m.temperature_ != pytest.approx(0.07)  # training moved from the start
     assert m.maps_ == [None, None]  # linear: latent = (V - means_) @ weights_
     np.testing.assert_allclose(m.transform(X)[0], (X - m.means_[0]) @ m.weights_[0])
+    monkeypatch.setitem(contrastive_module.CONTRASTIVE, "max_epochs", m.best_epoch_)
+    stopped = fit.ContrastiveCCA(2, shrinkage=0.5).fit(X, Y)
+    assert stopped.best_epoch_ == m.best_epoch_ and stopped.temperature_ == m.temperature_
+    for u, v in zip(stopped.weights_, m.weights_):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_contrastive_that_cannot_improve_keeps_its_ridge_cca_start(monkeypatch):
+    monkeypatch.setitem(contrastive_module.CONTRASTIVE, "lr", 0.0)
+    X, Y = correlated(600, k=2, noise=0.5)
+    m = fit.ContrastiveCCA(2, shrinkage=0.5).fit(X, Y)
+    assert m.best_epoch_ == 0 and m.temperature_ == pytest.approx(0.07)
+    ridge = RidgeCCA(2, shrinkage=0.5).fit(X, Y)  # on all pairs, not the start's training share: close, not equal
+    assert np.abs(np.corrcoef(m.transform(X)[0].T, ridge.transform(X)[0].T)[[0, 1], [2, 3]]).min() > 0.95
 
 
 @pytest.mark.parametrize("model", ["ridge", "exact", "kernel"])
 def test_head_equals_a_fit_with_fewer_components(model):
     X, Y = correlated(600, k=4)
-    big = SharedSpace(model, 6, shrinkage=0.3, kernel_landmarks=100).fit(X, Y).head(3)
-    small = SharedSpace(model, 3, shrinkage=0.3, kernel_landmarks=100).fit(X, Y)
+    big = make(model, n_components=6, shrinkage=0.3, kernel_landmarks=100).fit(X, Y).head(3)
+    small = make(model, n_components=3, shrinkage=0.3, kernel_landmarks=100).fit(X, Y)
     assert big.n_components == big.n_components_ == 3
     for u, v in zip(big.transform(X, Y), small.transform(X, Y)):
         np.testing.assert_allclose(u, v, atol=1e-8)
     with pytest.raises(ValueError, match="not nested"):
-        SharedSpace("contrastive", 3).fit(X, Y).head(2)
+        fit.ContrastiveCCA(3).fit(X, Y).head(2)
 
 
 def test_moments_of_a_subset_by_subtraction():
@@ -271,11 +315,11 @@ def test_moments_of_a_subset_by_subtraction():
     assert rest.n == 700
     for name in ("mx", "my", "Cxx", "Cyy", "Cxy"):
         np.testing.assert_allclose(getattr(rest, name), getattr(direct, name), atol=1e-8)
-    a = SharedSpace("exact", 3).fit_moments(rest)
-    np.testing.assert_allclose(a.transform(X)[0], SharedSpace("exact", 3).fit(X[:700] + 1e3, Y[:700]).transform(X)[0],
+    a = ExactCCA(3).fit_moments(rest)
+    np.testing.assert_allclose(a.transform(X)[0], ExactCCA(3).fit(X[:700] + 1e3, Y[:700]).transform(X)[0],
                                atol=1e-8)
-    with pytest.raises(ValueError, match="linear model"):
-        SharedSpace("kernel").fit_moments(rest)
+    assert [name for name, cls in MODELS.items() if cls.from_moments] == ["cca", "ridge", "exact"]
+    assert not hasattr(KernelCCA(), "fit_moments")
 
 
 def test_moments_of_a_union_by_addition():
@@ -289,4 +333,4 @@ def test_moments_of_a_union_by_addition():
 def test_rejects_a_bad_kernel_width():
     X, Y = correlated(50)
     with pytest.raises(ValueError, match="kernel_gamma"):
-        SharedSpace("kernel", kernel_gamma=0.0).fit(X, Y)
+        KernelCCA(kernel_gamma=0.0).fit(X, Y)

@@ -43,8 +43,9 @@ def run(tmp_path):
         for kind, T in texts.items():
             manifest["text"][kind][split] = entry(tmp_path / "f", f"{kind}_{split}", T, recipes)
     save_json(tmp_path / "run" / "features.json", manifest)
-    sweep.fit(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", models=["exact", "kernel"], latent_dims=[2, 3],
-               shrinkage=[0.1, 0.9], kernel_landmarks=60)
+    grid = sweep.grid(models=["exact", "kernel"], latent_dims=[2, 3], shrinkage=[0.1, 0.9],
+                      settings={"kernel_landmarks": 60})
+    sweep.fit(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", grid=grid)
     return tmp_path / "run"
 
 
@@ -86,3 +87,15 @@ def test_evaluate_by_kfold_against_val_and_the_refit_rows(run):
     assert "chosen on val" in selection.kfold_ranking(run, select="val").iloc[0, 0]  # a stale kfold.csv is not shown
     with pytest.raises(ValueError, match="select"):
         evaluation.evaluate(run, select="test")
+
+
+def test_contrastive_through_the_sweep_and_kfold(run):
+    """The contrastive head is not nested: the sweep fits each latent dim on its own, k-fold each on every fold."""
+    grid = sweep.grid(models=["contrastive"], latent_dims=[2, 3], shrinkage=[0.5])
+    fitted = sweep.fit(run_dir=run, cache_dir=run.parent / "cache", grid=grid, progress=False)
+    assert len(fitted) == fitted.path.nunique() == 4 and (fitted.n_components == fitted.latent_dim).all()
+    top = fitted.groupby("text_kind").top_corr.min()
+    assert top["title"] > 0.9 > top["ingredients"]  # the planted signal is strong in titles, weak in ingredients
+    cv = selection.cross_validate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, folds=3, progress=False)
+    assert set(cv.model) == {"contrastive"} and len(cv) == 2 * 2 * 3 * 2  # kinds × dims × folds × directions
+    assert cv_means(cv).sort_values("medr").text_kind.iloc[0] == "title"

@@ -9,7 +9,7 @@ from cmr_utils.evaluate import retrieval
 from cmr_utils.data import synthetic
 from cmr_utils.data.recipe1m import SPLITS, TEXT_KINDS, Recipe1M
 from cmr_utils.io import file_digest
-from cmr_utils.fit.models import SharedSpace
+from cmr_utils.fit.linear import RidgeCCA
 
 SCALE = 0.003
 RECIPE1M = {"train": 238_000, "val": 51_000, "test": 51_000}  # Recipe1M's recipes with photos
@@ -77,7 +77,7 @@ def test_planted_signal_is_learnable_but_not_perfect(corpus, ds):
     for kind in ("title", "all"):
         Y = np.repeat(np.load(folder / f"text_{kind}_train.npy"), photos_per_recipe, axis=0)
         with threadpool_limits(1):  # a small eigenproblem: BLAS threads only thrash on a busy machine
-            space = SharedSpace("ridge", n_components=20, shrinkage=0.5).fit(X, Y)
+            space = RidgeCCA(n_components=20, shrinkage=0.5).fit(X, Y)
         Z_img, Z_txt = space.transform(X_test, np.load(folder / f"text_{kind}_test.npy"))
         r = retrieval.ranks(retrieval.normalize(Z_img, "cosine"), retrieval.normalize(Z_txt, "cosine"))[0]
         medr[kind] = retrieval.metrics(r)["medr"]

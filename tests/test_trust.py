@@ -332,7 +332,7 @@ def test_search_prints_titles_without_their_control_sequences(monkeypatch, capsy
 def test_cached_models_and_galleries_are_npz_that_load_without_pickle(tmp_path, model):
     import pandas as pd
 
-    from cmr_utils.fit import models
+    from cmr_utils.fit import cache as models
     from cmr_utils.report import search
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(80, 6)), rng.normal(size=(80, 5))

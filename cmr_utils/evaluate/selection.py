@@ -10,14 +10,9 @@ from cmr_utils.evaluate.ranking import corrects_hubness, query_bank, rank_rows
 from cmr_utils.evaluate.results import CV_KEYS, cv_means, ranked
 from cmr_utils.evaluate.retrieval import evaluate as evaluate_bags
 from cmr_utils.evaluate.retrieval import protocols
-from cmr_utils.fit.models import (
-    LINEAR,
-    NESTED,
-    Moments,
-    SharedSpace,
-    fit_cached,
-    moments_cached,
-)
+from cmr_utils.fit import MODELS, make
+from cmr_utils.fit.cache import fit_cached, moments_cached
+from cmr_utils.fit.moments import Moments
 from cmr_utils.io import key, save_csv
 from cmr_utils.progress import bar
 from cmr_utils.run_dir import model_entry, pairs, query_set, read
@@ -33,7 +28,7 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
     lacking some kind's text) and ranks the fold's recipes, one photo each as on val and test, at
     the fold's main protocol (its smallest bag), on the same bags for every configuration. Test is
     never read. Cost: nested solvers fit once per fold at their largest latent dim and are cut
-    (``SharedSpace.head``); linear models take the fold's complement from the moments of all
+    (``head``); linear models take the fold's complement from the moments of all
     pairs minus the fold's (``Moments``), so a fold costs one solve. (The train+val pairs are read
     into memory here: k-fold selection is for small data such as the real sample.)
     """
@@ -52,7 +47,7 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
         X, Y = (np.vstack([p[i] for p in parts]) for i in (0, 1))
         ids = pd.concat([p[2].recipe_id for p in parts], ignore_index=True)
         fold, first = ids.map(fold_of).fillna(-1).to_numpy(int), ~ids.duplicated().to_numpy()
-        total = Moments.of(X, Y) if any(g[0]["model"] in LINEAR for g in groups.values()) else None
+        total = Moments.of(X, Y) if any(MODELS[g[0]["model"]].from_moments for g in groups.values()) else None
         for f in range(folds):
             out, held = fold == f, np.flatnonzero((fold == f) & first)
             rest = None if total is None else total - Moments.of(X[out], Y[out])
@@ -77,11 +72,10 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
 def _fold_fits(group: list[dict], X, Y, out: np.ndarray, rest: Moments | None) -> list[tuple]:
     """(entry, its model fitted on the rows not ``out``, whose moments are ``rest``) for entries that
     differ only in latent dim."""
-    params = group[0]["params"]
-    if params["model"] not in NESTED:
-        return [(e, SharedSpace(**e["params"]).fit(X[~out], Y[~out])) for e in group]
-    est = SharedSpace(**{**params, "n_components": max(e["params"]["n_components"] for e in group)})
-    est = est.fit_moments(rest) if params["model"] in LINEAR else est.fit(X[~out], Y[~out])
+    est = make(**{**group[0]["params"], "n_components": max(e["params"]["n_components"] for e in group)})
+    if not est.nested:
+        return [(e, make(**e["params"]).fit(X[~out], Y[~out])) for e in group]
+    est = est.fit_moments(rest) if est.from_moments else est.fit(X[~out], Y[~out])
     return [(e, est.head(e["params"]["n_components"])) for e in group]
 
 
@@ -102,7 +96,7 @@ def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0, client=None) ->
         m = [moments_cached(cache_dir, *keys[s], *parts[s], client, progress=False) for s in ("train", "val")]
         return m[0] + m[1]
 
-    X, Y = (None, None) if entry["model"] in LINEAR else \
+    X, Y = (None, None) if MODELS[entry["model"]].from_moments else \
         (np.vstack([np.asarray(parts[s][i]) for s in ("train", "val")]) for i in (0, 1))
     est, _ = fit_cached(cache_dir, *zip(*keys.values()), X, Y, moments, **entry["params"])
     bank = query_bank(list(parts.values()), seed) if corrects_hubness([config["score"]]) else None  # the refit's training pairs

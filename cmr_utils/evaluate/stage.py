@@ -12,10 +12,7 @@ from cmr_utils.cluster import run as cluster_run
 from cmr_utils.evaluate.ranking import corrects_hubness, query_bank, rank_rows
 from cmr_utils.evaluate.results import CONFIG_COLUMNS, chosen
 from cmr_utils.evaluate.selection import cross_validate, refit
-from cmr_utils.fit.models import (
-    NESTED,
-)
-from cmr_utils.fit.models import load as load_model
+from cmr_utils.fit.cache import load as load_model
 from cmr_utils.io import save_csv
 from cmr_utils.run_dir import (
     QUERY_SET,
@@ -94,7 +91,7 @@ def _evaluate_model(manifest, group, split, X, Y, bank, scores, bag_sizes, n_bag
     Zi, Zt = full.transform(X, Y)
     Bi, Bt = full.transform(*bank) if bank is not None else (None, None)
     for entry in group:  # a model that is not nested has one entry
-        est = full.head(entry["latent_dim"]) if full.model in NESTED else full
+        est = full.head(entry["latent_dim"]) if full.nested else full
         k = est.n_components_
         rows += rank_rows(manifest, entry, est, Zi[:, :k], Zt[:, :k], split, scores, bag_sizes, n_bags, seed,
                         "train", projected=True, bank=None if bank is None else (Bi[:, :k], Bt[:, :k]))
@@ -102,7 +99,7 @@ def _evaluate_model(manifest, group, split, X, Y, bank, scores, bag_sizes, n_bag
 
 
 def space(run_dir, config) -> tuple:
-    """(fitted SharedSpace, test pairs (X, Y, index)) of one configuration, e.g. a row of results.csv."""
+    """(fitted space, test pairs (X, Y, index)) of one configuration, e.g. a row of results.csv."""
     entry, manifest = model_entry(run_dir, config), read(run_dir, "features.json")
     return (load_model(entry["path"], entry["latent_dim"]),
             pairs(manifest, entry["text_kind"], "test", query_set(manifest, "test")[0]))

@@ -1,0 +1,22 @@
+"""The models of the shared space by the names parameters give them: a new model is one class and one line here."""
+import inspect
+
+from cmr_utils.fit.contrastive import ContrastiveCCA
+from cmr_utils.fit.kernel import KernelCCA
+from cmr_utils.fit.linear import CCA, ExactCCA, RidgeCCA
+from cmr_utils.fit.space import Space
+
+MODELS = {"cca": CCA, "ridge": RidgeCCA, "exact": ExactCCA, "kernel": KernelCCA, "contrastive": ContrastiveCCA}
+
+
+def make(model: str, **settings) -> Space:
+    """An unfitted ``MODELS[model]`` with those of ``settings`` that its ``__init__`` declares (it ignores the rest)."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}: the models are {', '.join(MODELS)}")
+    cls = MODELS[model]
+    return cls(**{k: v for k, v in settings.items() if k in inspect.signature(cls).parameters})
+
+
+def params_of(est: Space) -> dict:
+    """What rebuilds ``est`` with ``make(**params_of(est))``: its registry name (``model``) and its ``get_params()``."""
+    return {"model": next(name for name, cls in MODELS.items() if type(est) is cls), **est.get_params()}

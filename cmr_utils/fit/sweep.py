@@ -1,49 +1,46 @@
-"""The fitting stage (notebook 02): every text kind, model, shrinkage and latent dim on the train pairs; writes ``models.json``."""
-from __future__ import annotations
-
+"""The fitting stage (notebook 02): every text kind, model, shrinkage and latent dim on the train pairs."""
 import functools
 from pathlib import Path
 
 import pandas as pd
 
 from cmr_utils.cluster import connect
-from cmr_utils.fit.models import (
-    OWN_PARAMS,
-    fit_cached,
-    moments_cached,
-)
-from cmr_utils.io import save_json
+from cmr_utils.fit import make, params_of
+from cmr_utils.fit.cache import fit_cached, moments_cached
+from cmr_utils.fit.space import Space
+from cmr_utils.io import key, save_json
 from cmr_utils.run_dir import pairs, read
 
 
-def fit(run_dir, cache_dir, models=("ridge",), latent_dims=(50,), shrinkage=(0.5,), standardize=True,
-        pca=None, kernel_landmarks=1000, kernel_gamma=None, seed=0, cluster=None, progress=True) -> pd.DataFrame:
-    """Fit every (text kind, model, shrinkage, latent dim) on the train pairs (cached); write ``models.json``.
+def grid(models=("ridge",), latent_dims=(50,), shrinkage=(0.5,), settings=None) -> list[Space]:
+    """The unfitted models of a sweep, each model by shrinkage by latent dim, once each (plain ``cca``, without
+    shrinkage, once per latent dim); ``settings`` (``standardize``, ``pca``, the kernel's, ``seed``) reach the
+    models that declare them."""
+    points = [make(m, n_components=dim, shrinkage=float(c), **(settings or {}))
+              for m in models for c in shrinkage for dim in latent_dims]
+    return list({key(params_of(est)): est for est in points}.values())
 
-    The linear models (``models.LINEAR``) are solved from the train pairs' moments, computed once
-    per text kind (on the cluster, with ``cluster``) and cached; a nested model is fitted once per
-    shrinkage with all its components and every latent dim is a prefix, so a sweep costs about
-    one fit. Plain ``cca`` has no shrinkage. ``pca`` (exact), the kernel settings and ``seed``
-    (kernel landmarks, contrastive batches) reach only the models that read them
-    (``models.OWN_PARAMS``); each entry keeps its estimator parameters for refits.
+
+def fit(run_dir, cache_dir, grid: list[Space], cluster=None, progress=True) -> pd.DataFrame:
+    """Fit every model of ``grid`` per text kind on the train pairs (cached); write ``models.json``.
+
+    Models solved from moments take the train pairs' moments, computed once per text kind (on the ``cluster``)
+    and cached; a nested model is fitted once with all its components, each latent dim a prefix: a sweep costs
+    about one fit per shrinkage. Each entry keeps its model's ``params_of`` for refits.
     """
     manifest = read(run_dir, "features.json")
-    own = {"pca": pca, "kernel_landmarks": kernel_landmarks, "kernel_gamma": kernel_gamma, "seed": seed}
     entries = []
     with connect(cluster) as client:
         for kind in manifest["text"]:
             X, Y, _ = pairs(manifest, kind, "train")
             keys = manifest["image"]["train"], manifest["text"][kind]["train"]
             moments = functools.cache(lambda: moments_cached(cache_dir, *keys, X, Y, client, progress))  # noqa: B023
-            for model in models:
-                for c in ([0.0] if model == "cca" else shrinkage):
-                    for dim in latent_dims:
-                        params = {"model": model, "n_components": dim, "shrinkage": float(c),
-                                  "standardize": standardize, "pca": None,
-                                  **{k: own[k] for k in OWN_PARAMS.get(model, ())}}
-                        est, path = fit_cached(cache_dir, *keys, X, Y, moments, **params)
-                        entries.append({"text_kind": kind, "model": model, "shrinkage": float(c), "latent_dim": dim,
-                                        "n_components": est.n_components_, "train_pairs": len(X),
-                                        "top_corr": float(est.corrs_[0]), "params": params, "path": str(path)})
+            for point in grid:
+                params = params_of(point)
+                est, path = fit_cached(cache_dir, *keys, X, Y, moments, **params)
+                entries.append({"text_kind": kind, "model": params["model"], "shrinkage": float(point.shrinkage),
+                                "latent_dim": point.n_components, "n_components": est.n_components_,
+                                "train_pairs": len(X), "top_corr": float(est.corrs_[0]), "params": params,
+                                "path": str(path)})
     save_json(Path(run_dir) / "models.json", entries)
     return pd.DataFrame(entries).drop(columns="params")

@@ -29,7 +29,7 @@ from cmr_utils.evaluate import stage as evaluation
 from cmr_utils.features import extract as extraction
 from cmr_utils.features.encoders import ImageEncoder
 from cmr_utils.io import atomic_file, key
-from cmr_utils.fit.models import entry_key, from_arrays, to_arrays
+from cmr_utils.fit.cache import entry_key, from_arrays, to_arrays
 from cmr_utils.evaluate.results import CONFIG_COLUMNS, best_per_kind
 from cmr_utils.evaluate.results import load as load_results
 from cmr_utils.evaluate.retrieval import normalize, penalty

@@ -16,7 +16,7 @@ import yaml
 from cmr_utils.data.recipe1m import TEXT_KINDS
 from cmr_utils.features.encoders import IMAGE_ENCODERS, IMAGE_NORMALIZATIONS, IMAGE_VIEWS
 from cmr_utils.features.lexical import KIND as LEXICAL
-from cmr_utils.fit.models import MODELS
+from cmr_utils.fit import MODELS
 from cmr_utils.features.runtimes import BACKENDS, PRECISIONS
 from cmr_utils.evaluate.retrieval import SCORES
 
