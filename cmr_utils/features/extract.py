@@ -18,17 +18,9 @@ from cmr_utils.data import demo, synthetic
 from cmr_utils.data import given as given_files
 from cmr_utils.data.recipe1m import SPLITS, TEXT_KINDS, Recipe1M
 from cmr_utils.features import lexical
-from cmr_utils.features.store import (
-    image_features,
-    text_features,
-)
+from cmr_utils.features.store import image_features, text_features
 from cmr_utils.io import save_csv, save_json
-from cmr_utils.run_dir import (
-    CONCAT_PARTS,
-    concat_kinds,
-    read,
-    skipped_table,
-)
+from cmr_utils.run_dir import CONCAT_PARTS, concat_kinds, read, skipped_table
 
 
 @dataclass
@@ -43,8 +35,7 @@ class Corpus:
     ingredients: str = "raw"  # or "detected": the names in det_ingrs.json
 
     @property
-    def photos(self) -> bool:
-        """Whether it has photo files: a synthetic corpus lists photos it does not have (its features are given)."""
+    def photos(self) -> bool:  # a synthetic corpus lists photos it does not have (its features are given)
         return self.synthetic_scale is None
 
     def open(self, cache_dir, progress=True) -> tuple[Path, Recipe1M, Path | None]:
@@ -76,8 +67,7 @@ class TextKinds:
         self.concat_parts = list(parts)
 
     @property
-    def base(self) -> list[str]:
-        """The kinds computed on their own: ``concat`` stands for its parts."""
+    def base(self) -> list[str]:  # the kinds computed on their own: ``concat`` stands for its parts
         return list(dict.fromkeys(k for kind in self.kinds for k in (self.concat_parts if kind == "concat" else [kind])))
 
 
