@@ -28,7 +28,9 @@ import torch
 from cmr_utils.data import demo
 from cmr_utils.features import runtimes
 from cmr_utils.data.recipe1m import Recipe1M
-from cmr_utils.features.encoders import ImageEncoder, TextEncoder, load_image
+from cmr_utils.data.photos import load_image
+from cmr_utils.features.images import ImageEncoder
+from cmr_utils.features.text import TextEncoder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "epicurious-r1m"
 

@@ -21,7 +21,8 @@ import torch
 
 from cmr_utils.data import demo
 from cmr_utils.data.recipe1m import Recipe1M
-from cmr_utils.features.encoders import ImageEncoder, TextEncoder
+from cmr_utils.features.images import ImageEncoder
+from cmr_utils.features.text import TextEncoder
 
 FLOOR = 0.999
 

@@ -58,14 +58,18 @@ from cmr_utils import run_dir as rd
 from cmr_utils.features import extract as extraction
 
 run_dir, cache_dir = rd.run_folder("01_extract", globals()), rd.cache_folder(cache_dir)
-manifest = extraction.extract(
-    run_dir=run_dir, cache_dir=cache_dir, data_dir=data_dir, demo_recipes=demo_recipes, demo_seed=demo_seed,
-    synthetic_scale=synthetic_scale, text_encoder=text_encoder, image_encoder=image_encoder,
-    image_weights=image_weights, text_kinds=text_kinds, batch_size=batch_size, num_workers=num_workers,
-    device=device, text_layer=text_layer, text_pooling=text_pooling, given_dir=given_dir, ingredients=ingredients,
-    image_views=image_views, image_normalization=image_normalization, text_windows=text_windows, cluster=cluster,
-    backend=backend, precision=precision, given_allow_pickle=given_allow_pickle, concat_parts=concat_parts,
-    lexical_dims=lexical_dims)
+corpus = extraction.Corpus(data_dir=data_dir, demo_recipes=demo_recipes, demo_seed=demo_seed,
+                           synthetic_scale=synthetic_scale, ingredients=ingredients)
+kinds = extraction.TextKinds(kinds=text_kinds, concat_parts=concat_parts, lexical_dims=lexical_dims)
+encoders = extraction.Encoders(
+    text=extraction.TextSettings(name=text_encoder, layer=text_layer, pooling=text_pooling, windows=text_windows),
+    image=extraction.ImageSettings(name=image_encoder, weights=image_weights, views=image_views,
+                                   normalization=image_normalization),
+    runtime=extraction.Runtime(batch_size=batch_size, num_workers=num_workers, device=device, backend=backend,
+                               precision=precision, cluster=cluster))
+given = extraction.Given(folder=given_dir, allow_pickle=given_allow_pickle)
+manifest = extraction.run(run_dir=run_dir, cache_dir=cache_dir, corpus=corpus, kinds=kinds, encoders=encoders,
+                          given=given)
 
 # %% [markdown]
 # ## The data

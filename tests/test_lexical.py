@@ -11,6 +11,7 @@ from cmr_utils.features import lexical
 from cmr_utils import run_dir as rd
 from cmr_utils.evaluate import stage as evaluation
 from cmr_utils.features import extract as extraction
+from cmr_utils.features import images, text
 from cmr_utils.fit import sweep
 from cmr_utils.data.recipe1m import SPLITS, Recipe1M
 from cmr_utils.features.lexical import Lexical
@@ -19,7 +20,7 @@ WORD = "zanzibarquux"
 
 
 class Stub(NoisyHash):
-    """Stands in for both neural encoders in ``extraction.extract``: hash features, whatever it is built with."""
+    """Stands in for both neural encoders in ``extraction.run``: hash features, whatever it is built with."""
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -89,8 +90,8 @@ def test_recipe_without_ingredients_or_instructions_is_skipped(corpus, tmp_path)
 @pytest.fixture
 def extract(corpus, tmp_path, monkeypatch):
     """``extraction.extract`` on the corpus with hash encoders; returns (run folder, manifest)."""
-    monkeypatch.setattr(extraction, "ImageEncoder", Stub)
-    monkeypatch.setattr(extraction, "TextEncoder", Stub)
+    monkeypatch.setattr(images, "ImageEncoder", Stub)
+    monkeypatch.setattr(text, "TextEncoder", Stub)
 
     def run(name, **kwargs):
         run_dir = tmp_path / name

@@ -9,7 +9,8 @@ import torch
 from cmr_utils import cluster
 from cmr_utils.features import runtimes
 from cmr_utils.data.recipe1m import Recipe1M
-from cmr_utils.features.encoders import ImageEncoder, TextEncoder
+from cmr_utils.features.images import ImageEncoder
+from cmr_utils.features.text import TextEncoder
 
 
 def cosines(a, b):

@@ -23,7 +23,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from cmr_utils.data.recipe1m import SPLITS, Recipe, Recipe1M
 from cmr_utils.features.store import cached, store
-from cmr_utils.io import atomic_file, clean_temporaries, key, locked
+from cmr_utils.io import atomic_file, built, key
 
 KIND = "lexical"
 VERSION = 1  # bump when the meaning of the stored model or features changes
@@ -98,12 +98,7 @@ def features(ds: Recipe1M, cache_dir: str | Path, dims: int = 256) -> tuple[dict
     path = Path(cache_dir) / KIND / f"{model_key}.npz"
 
     def fitted() -> Path:
-        if not path.exists():
-            with locked(path):
-                if not path.exists():
-                    clean_temporaries(path)
-                    Lexical.fit([t for _, t in texts["train"] if t], dims).save(path)
-        return path
+        return built(path, lambda dest: Lexical.fit([t for _, t in texts["train"] if t], dims).save(dest))
 
     model = functools.cache(lambda: Lexical.load(fitted()))
 

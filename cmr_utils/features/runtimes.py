@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmr_utils.io import atomic_dir, key, locked
+from cmr_utils.features.names import BACKENDS, PRECISIONS
+from cmr_utils.io import atomic_dir, built, key
 
-BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
-PRECISIONS = ("float32", "bfloat16", "float16")
 # fastest first on this project's CPU, float32: OpenVINO runs Lite2 3.1x torch's speed, but mpnet's
 # variable-length batches at 0.74x, so ``auto`` leaves texts to torch
 CPU_PREFERENCE = {"image": ("openvino", "onnxruntime", "torch"), "text": ("torch",)}
@@ -87,11 +86,12 @@ def build(module: torch.nn.Module, graph: dict, example: tuple[torch.Tensor, ...
         weights_key(module), type(module).__name__, graph, backend, importlib.metadata.version(backend), shapes,
         [str(x.dtype) for x in example])
     converted = folder / ("model.xml" if backend == "openvino" else "model.onnx")
-    if not converted.is_file():
-        with locked(folder):
-            if not converted.is_file():
-                with atomic_dir(folder) as tmp:
-                    _convert(module, example, dynamic, backend, tmp / converted.name)
+
+    def convert(dest: Path) -> None:
+        with atomic_dir(dest) as tmp:
+            _convert(module, example, dynamic, backend, tmp / converted.name)
+
+    built(folder, convert, done=converted)
     return (OpenVinoRun if backend == "openvino" else OrtRun)(converted, precision)
 
 

@@ -22,7 +22,7 @@ from PIL import ImageOps
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from cmr_utils.features.encoders import load_image
+from cmr_utils.data.photos import load_image
 from cmr_utils.progress import bar as progress_bar
 from cmr_utils.evaluate.results import CONFIG_COLUMNS, best_per_kind, main_rows, ranked
 

@@ -27,7 +27,6 @@ from cmr_utils import run_dir as rd
 from cmr_utils.evaluate import stage as evaluation
 
 from cmr_utils.features import extract as extraction
-from cmr_utils.features.encoders import ImageEncoder
 from cmr_utils.io import atomic_file, key
 from cmr_utils.fit.cache import entry_key, from_arrays, to_arrays
 from cmr_utils.evaluate.results import CONFIG_COLUMNS, best_per_kind
@@ -64,6 +63,7 @@ class Gallery:
         cfg = self.encoders["image"]
         if cfg["name"] == "given":
             raise ValueError("this run uses given image features: there is no image encoder for a photo query")
+        from cmr_utils.features.images import ImageEncoder  # torch loads for a photo query only
         encoder = extraction.encoder_like(ImageEncoder, json.dumps(cfg, sort_keys=True), num_workers=0)
         X, failed = encoder.encode([str(p) for p in paths], progress=False)
         if failed:

@@ -22,7 +22,7 @@ from bokeh.transform import linear_cmap
 
 from cmr_utils.report import plots
 from cmr_utils.report import search
-from cmr_utils.features.encoders import load_image
+from cmr_utils.data.photos import load_image
 from cmr_utils.io import save_text
 
 MARKERS = {"photo": "circle", "recipe": "x"}

@@ -14,10 +14,10 @@ from pathlib import Path
 import yaml
 
 from cmr_utils.data.recipe1m import TEXT_KINDS
-from cmr_utils.features.encoders import IMAGE_ENCODERS, IMAGE_NORMALIZATIONS, IMAGE_VIEWS
+from cmr_utils.features.names import IMAGE_ENCODERS, IMAGE_NORMALIZATIONS, IMAGE_VIEWS
 from cmr_utils.features.lexical import KIND as LEXICAL
 from cmr_utils.fit import MODELS
-from cmr_utils.features.runtimes import BACKENDS, PRECISIONS
+from cmr_utils.features.names import BACKENDS, PRECISIONS
 from cmr_utils.evaluate.retrieval import SCORES
 
 PATH_KEYS = ("data_dir", "image_weights", "cache_dir", "given_dir")
