@@ -61,7 +61,7 @@ def test_every_kind_is_ranked_on_one_query_set(run_dir):
     assert test.n_pairs.iloc[0] == len(ds.split("test")) - 1
     dropped = pd.read_csv(run / "dropped.csv", dtype=str)
     assert dropped.values.tolist() == [["test", lacking, "no instructions text"]]
-    summary = rd.query_summary(run)
+    summary = rd.RunDir(run).query_summary()
     assert summary.loc["test", "dropped"] == 1 and summary.loc["test", "query pairs"] == test.n_pairs.iloc[0]
 
 
@@ -92,7 +92,7 @@ def test_a_hubness_corrected_score_runs_through_choice_kfold_and_refit(run_dir, 
     """Its bank is the fit's own training pairs (train; the other folds; train+val), never val or test."""
     run, _, ds = run_dir
     before = load(run)
-    train, seen = len(rd.pairs(rd.read(run, "features.json"), "title", "train")[0]), []
+    train, seen = len(rd.RunDir(run).pairs("title", "train")[0]), []
     real = ranking.query_bank
     for module in (evaluation, selection):
         monkeypatch.setattr(module, "query_bank", lambda parts, seed: seen.append(sum(len(p[0]) for p in parts)) or
@@ -106,7 +106,7 @@ def test_a_hubness_corrected_score_runs_through_choice_kfold_and_refit(run_dir, 
     keys = ["text_kind", "model", "latent_dim", "split", "protocol", "direction", "fit_on"]
     plain = [d[(d.score == "cosine") & (d.fit_on == "train")].set_index(keys).medr.sort_index() for d in (before, after)]
     pd.testing.assert_series_equal(*plain)  # the base score's numbers do not move
-    val = len(rd.pairs(rd.read(run, "features.json"), "title", "val")[0])
+    val = len(rd.RunDir(run).pairs("title", "val")[0])
     folds = seen[2:2 + 2 * 3]  # after train's bank per kind (title, instructions): each kind's 3 folds' rest
     assert seen[:2] == [train, train] and max(folds) < train + val  # each pair is held out in one fold
     assert sum(folds[:3]) >= 2 * (train + val) and sum(folds[3:]) >= 2 * (train + val)

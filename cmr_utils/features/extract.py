@@ -17,12 +17,7 @@ from cmr_utils.features.store import (
     text_features,
 )
 from cmr_utils.io import save_csv, save_json
-from cmr_utils.run_dir import (
-    CONCAT_PARTS,
-    concat_kinds,
-    read,
-    skipped_table,
-)
+from cmr_utils.run_dir import CONCAT_PARTS, RunDir, as_run
 
 
 def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, synthetic_scale=None,
@@ -105,7 +100,7 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, s
         if given_dir:
             given.check_widths(entries)
     save_json(Path(run_dir) / "features.json", manifest)
-    save_csv(Path(run_dir) / "skipped.csv", skipped_table(run_dir, ds))
+    save_csv(Path(run_dir) / "skipped.csv", RunDir(run_dir).skipped_table(ds))
     return manifest
 
 
@@ -113,8 +108,8 @@ def embed_texts(run_dir, texts: list[str], kind: str):
     """Text features of free text for one text kind, as the run's extraction made them: the neural encoder's
     (model, layer, pooling), the fitted lexical model's for ``lexical``, and for ``concat`` each part's side by
     side (the text standing for every part)."""
-    manifest = read(run_dir, "features.json")
-    parts = concat_kinds(manifest) if kind == "concat" else [kind]
+    run = as_run(run_dir)
+    manifest, parts = run.manifest, run.concat_kinds if kind == "concat" else [kind]
     if any(p != lexical.KIND for p in parts):
         cfg = manifest["encoders"]["text"]
         if cfg["name"] == "given":

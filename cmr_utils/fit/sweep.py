@@ -13,7 +13,7 @@ from cmr_utils.fit.models import (
     moments_cached,
 )
 from cmr_utils.io import save_json
-from cmr_utils.run_dir import pairs, read
+from cmr_utils.run_dir import RunDir
 
 
 def fit(run_dir, cache_dir, models=("ridge",), latent_dims=(50,), shrinkage=(0.5,), standardize=True,
@@ -27,12 +27,13 @@ def fit(run_dir, cache_dir, models=("ridge",), latent_dims=(50,), shrinkage=(0.5
     (kernel landmarks, contrastive batches) reach only the models that read them
     (``models.OWN_PARAMS``); each entry keeps its estimator parameters for refits.
     """
-    manifest = read(run_dir, "features.json")
+    run = RunDir(run_dir)
+    manifest = run.manifest
     own = {"pca": pca, "kernel_landmarks": kernel_landmarks, "kernel_gamma": kernel_gamma, "seed": seed}
     entries = []
     with connect(cluster) as client:
         for kind in manifest["text"]:
-            X, Y, _ = pairs(manifest, kind, "train")
+            X, Y, _ = run.pairs(kind, "train")
             keys = manifest["image"]["train"], manifest["text"][kind]["train"]
             moments = functools.cache(lambda: moments_cached(cache_dir, *keys, X, Y, client, progress))  # noqa: B023
             for model in models:
