@@ -68,7 +68,6 @@ def run_folder(notebook: str, params: dict) -> Path:
     return run_dir
 
 
-
 def read_skipped(run_dir) -> pd.DataFrame:
     """``skipped.csv`` (stage, split, id, reason): what extraction and evaluation left out and why, ids as written."""
     return pd.read_csv(Path(run_dir) / "skipped.csv", dtype=str, keep_default_na=False)
@@ -92,9 +91,6 @@ class RunDir(os.PathLike):
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
-    def __repr__(self) -> str:
-        return f"RunDir({str(self.path)!r})"
-
     def _file(self, name: str, read):
         if name not in self._read:
             path = self.path / name
@@ -106,6 +102,7 @@ class RunDir(os.PathLike):
         return self._read[name]
 
     def save_csv(self, name: str, df: pd.DataFrame) -> None:
+        """Write ``name`` (atomically); the next read of it reads the new file."""
         save_csv(self.path / name, df)
         self._read.pop(name, None)
 
@@ -163,17 +160,14 @@ class RunDir(os.PathLike):
         parameter: the default three)."""
         return list(self.manifest.get("concat_parts", CONCAT_PARTS))
 
-    def text_encoder(self, kind: str) -> str:
-        """What a text kind's features came from, as results.csv names it: the neural encoder, ``lexical``, or
-        both for a ``concat`` that stacks them."""
-        parts = self.concat_kinds if kind == "concat" else [kind]
-        return " + ".join([self.manifest["encoders"]["text"]["name"]] * any(p != lexical.KIND for p in parts)
-                          + [lexical.KIND] * (lexical.KIND in parts))
-
     def labels(self, kind: str) -> dict:
-        """The columns of results.csv that say where a text kind's features came from."""
-        return {"features": self.manifest["source"], "image_encoder": self.manifest["encoders"]["image"]["name"],
-                "text_encoder": self.text_encoder(kind)}
+        """The columns of results.csv that say where a text kind's features came from; its ``text_encoder``: the
+        neural encoder, ``lexical``, or both for a ``concat`` that stacks them."""
+        parts, encoders = self.concat_kinds if kind == "concat" else [kind], self.manifest["encoders"]
+        text = [encoders["text"]["name"]] * any(p != lexical.KIND for p in parts) + \
+            [lexical.KIND] * (lexical.KIND in parts)
+        return {"features": self.manifest["source"], "image_encoder": encoders["image"]["name"],
+                "text_encoder": " + ".join(text)}
 
     def pairs(self, kind: str, split: str, recipes=None):
         """(image features, text features, index) of one text kind and split, row-aligned.
@@ -192,11 +186,8 @@ class RunDir(os.PathLike):
         same seeded bags. ``dropped`` (split, recipe_id, reason) lists the recipes with an image
         that lack some kind's text.
         """
-        if split not in self._query_sets:
-            self._query_sets[split] = self._query_set(split)
-        return self._query_sets[split]
-
-    def _query_set(self, split: str) -> tuple[list[str], pd.DataFrame]:
+        if split in self._query_sets:
+            return self._query_sets[split]
         text, parts = self.manifest["text"], self.concat_kinds
         kinds = list(dict.fromkeys(k for kind in text for k in (parts if kind == "concat" else [kind])))
         have = {}
@@ -210,7 +201,8 @@ class RunDir(os.PathLike):
                 dropped.append((split, rid, "no " + " / ".join(missing) + " text"))
             else:
                 keep.append(rid)
-        return keep, pd.DataFrame(dropped, columns=["split", "recipe_id", "reason"])
+        self._query_sets[split] = keep, pd.DataFrame(dropped, columns=["split", "recipe_id", "reason"])
+        return self._query_sets[split]
 
     def query_summary(self) -> pd.DataFrame:
         """Per split: recipes with a photo, those dropped from the shared query set and why, and the pairs used."""

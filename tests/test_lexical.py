@@ -104,7 +104,7 @@ def test_stacked_concat_keeps_the_neural_blocks_and_adds_the_lexical_one(extract
     run_dir, stacked = extract("stacked", text_kinds=["concat", "lexical"], lexical_dims=16,
                                concat_parts=["title", "ingredients", "instructions", "lexical"])
     assert "lexical" not in plain["encoders"] and "lexical_model" not in plain  # off by default
-    assert rd.RunDir(plain_dir).text_encoder("concat") == "hash"
+    assert rd.RunDir(plain_dir).labels("concat")["text_encoder"] == "hash"
     assert stacked["encoders"]["lexical"]["dims"] == 16
     for split in SPLITS:
         _, neural, index = rd.RunDir(plain_dir).pairs("concat", split)
