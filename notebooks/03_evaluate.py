@@ -39,15 +39,14 @@ select = "val"  # choose the configuration on "val", or by 5-fold cross-validati
 run_dir = None  # None: the project's reports/interactive (from any working folder)
 
 # %%
-from cmr_utils.report import plots
 from cmr_utils.evaluate import results as R
-from cmr_utils import run_dir as rd
-from cmr_utils.evaluate import selection
-from cmr_utils.evaluate import stage as evaluation
+from cmr_utils.evaluate import selection, stage
+from cmr_utils.report import plots
+from cmr_utils.run_dir import RunDir, run_folder
 
-run_dir = rd.run_folder("03_evaluate", globals())
-results = evaluation.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_sizes, n_bags=n_bags, seed=seed,
-                          select=select, cluster=cluster)
+run = RunDir(run_folder("03_evaluate", globals()))
+results = stage.evaluate(run, scores=scores, bag_sizes=bag_sizes, n_bags=n_bags, seed=seed, select=select,
+                         cluster=cluster)
 
 # %% [markdown]
 # ## The query sets
@@ -55,7 +54,7 @@ results = evaluation.evaluate(run_dir=run_dir, scores=scores, bag_sizes=bag_size
 # kind's text is dropped for all kinds, so that they are compared on the same queries.
 
 # %%
-rd.query_summary(run_dir)
+run.query_summary()
 
 # %% [markdown]
 # ## The chosen configuration, reported on test
@@ -75,7 +74,7 @@ R.chosen_rows(results)[cols].round(2).set_index(["split", "fit_on", "protocol", 
 # of train+val's recipes at once, so these medRs are on another scale than val's or test's.
 
 # %%
-selection.kfold_ranking(run_dir, select=select)
+selection.kfold_ranking(run, select=select)
 
 # %% [markdown]
 # ## The paper's configuration against the one chosen on val, per text kind

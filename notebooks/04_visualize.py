@@ -29,25 +29,19 @@ run_dir = None  # None: the project's reports/interactive (from any working fold
 import numpy as np
 from IPython.display import HTML, display
 
-from cmr_utils.report import plots
-from cmr_utils.report import search
-from cmr_utils.report import space_page
-from cmr_utils import run_dir as rd
-from cmr_utils.evaluate import results as R
+from cmr_utils.report import examples, plots, search, space_page, tables
+from cmr_utils.run_dir import RunDir, run_folder
 
-run_dir = rd.run_folder("04_visualize", globals())
-results = R.load(run_dir)
-given = (results.features == "given").all()  # given features come without encoders for new queries
-galleries = search.galleries(run_dir)  # per text kind: its configuration chosen on val, over the test pairs
-chosen = search.load(run_dir)  # the run's chosen configuration
+run = RunDir(run_folder("04_visualize", globals()))
+results = run.results
+galleries = search.galleries(run)  # per text kind: its configuration chosen on val, over the test pairs
+chosen = galleries[run.chosen["text_kind"]]  # the run's chosen configuration
 queries = np.random.default_rng(seed).choice(len(chosen.index), n_examples, replace=False)
 
 # %% [markdown]
 # ## Recall tables (test): the paper's Tables 1 and 2, both directions
 
 # %%
-from cmr_utils.report import tables
-
 for title, table in tables.paper_tables(results):
     display(HTML(f"<h3>{title}</h3>{table}"))
 
@@ -73,7 +67,7 @@ plots.medr_vs_dim(results=results);
 # %%
 layout = plots.tsne_layout(galleries, seed=seed, max_pairs=tsne_points)
 plots.tsne_panels(layout=layout);
-space_page.write(run_dir, layout=layout, seed=seed);
+space_page.write(run, layout=layout, seed=seed);
 
 # %% [markdown]
 # ## Image → recipe: a test photo and each text kind's top-5 recipes
@@ -87,12 +81,7 @@ plots.retrieval_examples(galleries, queries=queries, k=5);
 # The same search from a shell: `python -m cmr_utils search RUN PHOTO_OR_TEXT… [--k 10] [--kind KIND]`.
 
 # %%
-photo = chosen.index.path[queries[0]]
-if given:
-    print("given image features: no image encoder to embed a new photo")
-else:
-    print(f"query: {rd.shown_path(photo, run_dir)}")
-    display(search.find(run_dir, queries=[photo], k=5)[0])
+examples.photo_search(run, gallery=chosen, photo=chosen.index.path[queries[0]], k=5)
 
 # %% [markdown]
 # ## Recipe → image: a test recipe and each text kind's top-5 photos (the true photo framed green)
@@ -106,7 +95,4 @@ plots.photos_for_recipe(galleries, queries=queries, k=5);
 # recipes to the result, per text kind (for `concat` the word stands for each of its parts).
 
 # %%
-if given:
-    print("given text features: no encoder to embed free words, so no arithmetic")
-elif plots.arithmetic_examples(galleries, swaps=swaps) is None:
-    print(f"no test recipe title contains any of {[a for a, _ in swaps]}")
+examples.arithmetic(run, galleries=galleries, swaps=swaps)

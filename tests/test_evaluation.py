@@ -1,5 +1,6 @@
 """One query set per split: every text kind is ranked on the same recipes, bags and protocol labels."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ from test_features import HashEncoder
 from cmr_utils.features import store as F
 from cmr_utils.report import plots
 from cmr_utils import run_dir as rd
-from cmr_utils.evaluate import ranking
+from cmr_utils.evaluate import ranking, retrieval
 from cmr_utils.evaluate import selection
 from cmr_utils.evaluate import stage as evaluation
 from cmr_utils.fit import sweep
@@ -61,7 +62,7 @@ def test_every_kind_is_ranked_on_one_query_set(run_dir):
     assert test.n_pairs.iloc[0] == len(ds.split("test")) - 1
     dropped = pd.read_csv(run / "dropped.csv", dtype=str)
     assert dropped.values.tolist() == [["test", lacking, "no instructions text"]]
-    summary = rd.query_summary(run)
+    summary = rd.RunDir(run).query_summary()
     assert summary.loc["test", "dropped"] == 1 and summary.loc["test", "query pairs"] == test.n_pairs.iloc[0]
 
 
@@ -92,7 +93,7 @@ def test_a_hubness_corrected_score_runs_through_choice_kfold_and_refit(run_dir, 
     """Its bank is the fit's own training pairs (train; the other folds; train+val), never val or test."""
     run, _, ds = run_dir
     before = load(run)
-    train, seen = len(rd.pairs(rd.read(run, "features.json"), "title", "train")[0]), []
+    train, seen = len(rd.RunDir(run).pairs("title", "train")[0]), []
     real = ranking.query_bank
     for module in (evaluation, selection):
         monkeypatch.setattr(module, "query_bank", lambda parts, seed: seen.append(sum(len(p[0]) for p in parts)) or
@@ -106,9 +107,61 @@ def test_a_hubness_corrected_score_runs_through_choice_kfold_and_refit(run_dir, 
     keys = ["text_kind", "model", "latent_dim", "split", "protocol", "direction", "fit_on"]
     plain = [d[(d.score == "cosine") & (d.fit_on == "train")].set_index(keys).medr.sort_index() for d in (before, after)]
     pd.testing.assert_series_equal(*plain)  # the base score's numbers do not move
-    val = len(rd.pairs(rd.read(run, "features.json"), "title", "val")[0])
+    val = len(rd.RunDir(run).pairs("title", "val")[0])
     folds = seen[2:2 + 2 * 3]  # after train's bank per kind (title, instructions): each kind's 3 folds' rest
     assert seen[:2] == [train, train] and max(folds) < train + val  # each pair is held out in one fold
     assert sum(folds[:3]) >= 2 * (train + val) and sum(folds[3:]) >= 2 * (train + val)
     best = after[after.chosen]
     assert seen[8:] == ([train + val] if best.score.iloc[0] == "cosine+csls" else [])  # the refit's train+val
+
+
+def test_the_weighted_score_ranks_by_canonical_correlation_weighted_vectors(run_dir):
+    """``weighted`` through the stage: each model's rows are its latent vectors ranked after scaling dim j by
+    corrs[j] ** 4, which ranks otherwise than cosine on this run."""
+    run = run_dir[0]
+    results = evaluation.evaluate(run_dir=run, scores=["weighted"], bag_sizes=[5, 0], n_bags=3, progress=False)
+    test, moved = results[(results.split == "test") & (results.fit_on == "train")], 0
+    for _, rows in test.groupby(["text_kind", "model", "latent_dim"]):
+        est, (X, Y, _) = evaluation.space(run, rows.iloc[0])
+        Zi, Zt = est.transform(X, Y)
+        for protocol, bag in (("5", 5), ("full", len(X))):
+            got = rows[rows.protocol == protocol].set_index("direction")
+            for want, plain in zip(retrieval.evaluate(Zi, Zt, "weighted", bag, 3, 0, est.corrs_),
+                                   retrieval.evaluate(Zi, Zt, "cosine", bag, 3, 0)):
+                row = got.loc[want["direction"]]
+                assert row.medr_bags == want["medr_bags"] and row.r1_bags == want["r1_bags"]
+                assert row[["medr", "r1", "r5", "r10"]].tolist() == pytest.approx(
+                    [want[m] for m in ("medr", "r1", "r5", "r10")], abs=1e-4)
+                moved += want["medr_bags"] != plain["medr_bags"] or want["r1_bags"] != plain["r1_bags"]
+    assert moved  # the weights reach the ranks
+
+
+def test_a_run_folder_is_read_once_per_stage(run_dir, monkeypatch):
+    """``evaluate`` with k-fold and the refit reads features.json and models.json once; a RunDir keeps what it
+    read and forgets a file it rewrites."""
+    run = rd.RunDir(run_dir[0])
+    reads, real = [], Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: reads.append(self.name) or real(self, *a, **k))
+    chosen_before = run.chosen
+    evaluation.evaluate(run_dir=run, scores=["cosine"], bag_sizes=[5], n_bags=2, select="kfold", folds=3,
+                        progress=False)
+    assert reads.count("features.json") == 1 and reads.count("models.json") == 1
+    assert set(run.results.score) == {"cosine"} and run.chosen["score"] == "cosine"  # the new results.csv
+    assert chosen_before["score"] in ("correlation", "cosine")
+    row = run.results[run.results.chosen].iloc[0]
+    assert run.chosen == {c: row[c] for c in rd.CONFIG_COLUMNS}
+    assert run.model_entry(run.chosen)["latent_dim"] == run.chosen["latent_dim"]
+    assert reads.count("features.json") == 1
+
+
+def test_a_run_with_given_features_says_why_it_has_no_new_queries(tmp_path, capsys):
+    from cmr_utils.report import examples
+    save_json(tmp_path / "features.json", {"source": "given", "encoders": {"image": {"name": "given"}}})
+    run = rd.RunDir(tmp_path)
+    assert not run.encodes_queries
+    examples.photo_search(run, gallery=None, photo="a.jpg")
+    examples.arithmetic(run, galleries={}, swaps=[["a", "b"]])
+    assert capsys.readouterr().out == ("given image features: no image encoder to embed a new photo\n"
+                                       "given text features: no encoder to embed free words, so no arithmetic\n")
+    with pytest.raises(FileNotFoundError, match="02_fit -> models.json"):
+        run.models

@@ -81,7 +81,7 @@ def test_given_features_align_to_the_loader_pairs(demo_root, tmp_path, by):
                        given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
     assert m["source"] == "given"
     for split in SPLITS:
-        X, Y, index = rd.pairs(m, "title", split)
+        X, Y, index = rd.RunDir(tmp_path / "run").pairs("title", split)
         n = sum(len(r.images) for r in ds.split(split)) if (split == "train" and by == "image") else len(ds.split(split))
         assert len(X) == len(Y) == n
         for i in (0, n - 1):

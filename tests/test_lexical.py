@@ -101,16 +101,16 @@ def extract(corpus, tmp_path, monkeypatch):
 
 
 def test_stacked_concat_keeps_the_neural_blocks_and_adds_the_lexical_one(extract, monkeypatch):
-    _, plain = extract("plain", text_kinds=["concat"])
+    plain_dir, plain = extract("plain", text_kinds=["concat"])
     run_dir, stacked = extract("stacked", text_kinds=["concat", "lexical"], lexical_dims=16,
                                concat_parts=["title", "ingredients", "instructions", "lexical"])
     assert "lexical" not in plain["encoders"] and "lexical_model" not in plain  # off by default
-    assert rd.text_encoder_name(plain, "concat") == "hash"
+    assert rd.RunDir(plain_dir).labels("concat")["text_encoder"] == "hash"
     assert stacked["encoders"]["lexical"]["dims"] == 16
     for split in SPLITS:
-        _, neural, index = rd.pairs(plain, "concat", split)
-        _, both, both_index = rd.pairs(stacked, "concat", split)
-        _, lex, _ = rd.pairs(stacked, "lexical", split)
+        _, neural, index = rd.RunDir(plain_dir).pairs("concat", split)
+        _, both, both_index = rd.RunDir(run_dir).pairs("concat", split)
+        _, lex, _ = rd.RunDir(run_dir).pairs("lexical", split)
         neural, both, lex = neural[:], both[:], lex[:]
         assert both.shape[1] == neural.shape[1] + 16 == 3 * Stub.dim + 16
         pd.testing.assert_frame_equal(both_index, index)

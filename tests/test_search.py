@@ -119,8 +119,7 @@ def test_a_hubness_corrected_choice_searches_as_it_was_evaluated(run_dir, tmp_pa
     results.to_csv(hub_run / "results.csv", index=False)
     gallery = search.load(hub_run)
     plain = search.load(run_dir, gallery.config["text_kind"])
-    manifest = rd.read(hub_run, "features.json")
-    Bi, Bt = (normalize(z, "cosine") for z in gallery.space.transform(*rd.pairs(manifest, gallery.config["text_kind"], "train")[:2]))
+    Bi, Bt = (normalize(z, "cosine") for z in gallery.space.transform(*rd.RunDir(hub_run).pairs(gallery.config["text_kind"], "train")[:2]))
     np.testing.assert_allclose(gallery.penalties["photos"], penalty(gallery.photos, Bt, "csls"), rtol=1e-6)
     np.testing.assert_allclose(gallery.penalties["recipes"], penalty(gallery.recipes, Bi, "csls"), rtol=1e-6)
     z = gallery.embed_texts(["tomato soup"])
@@ -132,8 +131,8 @@ def test_a_hubness_corrected_choice_searches_as_it_was_evaluated(run_dir, tmp_pa
     # a gallery cached before penalties were stored (version 1) is rebuilt, not searched without them
     current = search.GALLERY_VERSION
     monkeypatch.setattr(search, "GALLERY_VERSION", current - 1)
-    path, manifest = hub_run / "search" / f"{gallery.config['text_kind']}.npz", rd.read(hub_run, "features.json")
-    stale = search._stamp(gallery.config, manifest, rd.read(hub_run, "models.json"))
+    path, hub = hub_run / "search" / f"{gallery.config['text_kind']}.npz", rd.RunDir(hub_run)
+    stale = search._stamp(gallery.config, hub.manifest, hub.models)
     search._write_gallery(path, dataclasses.replace(gallery, penalties={}), stale)
     assert not search.load(hub_run).penalties
     monkeypatch.setattr(search, "GALLERY_VERSION", current)

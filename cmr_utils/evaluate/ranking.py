@@ -6,10 +6,7 @@ import numpy as np
 
 from cmr_utils.evaluate.retrieval import BANK, protocols
 from cmr_utils.evaluate.retrieval import evaluate as evaluate_bags
-from cmr_utils.features.store import (
-    Rows,
-)
-from cmr_utils.run_dir import text_encoder_name
+from cmr_utils.features.store import Rows
 
 
 def corrects_hubness(scores) -> bool:
@@ -28,16 +25,14 @@ def query_bank(parts: list[tuple], seed: int) -> tuple:
     return taken[0] if len(taken) == 1 else tuple(np.vstack([np.asarray(t[j]) for t in taken]) for j in (0, 1))
 
 
-def rank_rows(manifest, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, fit_on,
-            projected=False, bank=None) -> list[dict]:
+def rank_rows(labels, entry, est, X, Y, split, scores, bag_sizes, n_bags, seed, fit_on,
+              projected=False, bank=None) -> list[dict]:
     """Rows of results.csv: one model ranking one split's pairs (or their latent vectors, ``projected``;
-    ``bank`` likewise), per score, protocol and direction."""
-    image, text = manifest["encoders"]["image"]["name"], text_encoder_name(manifest, entry["text_kind"])
+    ``bank`` likewise), per score, protocol and direction; ``labels``: ``RunDir.labels`` of its text kind."""
     Zi, Zt = (X, Y) if projected else est.transform(X, Y)
     if bank is not None and not projected:
         bank = est.transform(*bank)
-    return [{"text_kind": entry["text_kind"], "features": manifest["source"], "image_encoder": image,
-             "text_encoder": text, "model": entry["model"], "shrinkage": entry["shrinkage"],
+    return [{"text_kind": entry["text_kind"], **labels, "model": entry["model"], "shrinkage": entry["shrinkage"],
              "latent_dim": entry["latent_dim"], "n_components": est.n_components_, "fit_on": fit_on, "score": score,
              "split": split, "protocol": label, "n_pairs": len(X), **r,
              "stable_digits": getattr(est, "stable_digits_", None)}

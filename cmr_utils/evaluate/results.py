@@ -11,19 +11,17 @@ and on a Dask cluster of one machine, every digit is the same.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-CONFIG_COLUMNS = ["text_kind", "features", "image_encoder", "text_encoder", "model", "shrinkage",
-                  "latent_dim", "n_components", "score"]
+from cmr_utils.run_dir import CONFIG_COLUMNS, as_run
+
 CV_KEYS = ["text_kind", "model", "shrinkage", "latent_dim", "score"]  # a configuration in kfold.csv
 
 
 def load(run_dir) -> pd.DataFrame:
-    """``results.csv`` with its protocol labels kept as text ('1k', '10k', 'full')."""
-    return pd.read_csv(Path(run_dir) / "results.csv", dtype={"protocol": str})
+    """``results.csv`` with its protocol labels kept as text ('1k', '10k', 'full'): ``RunDir.results``."""
+    return as_run(run_dir).results
 
 
 def main_rows(results: pd.DataFrame, split: str, direction: str | None = None,
@@ -48,8 +46,9 @@ def ranked(df: pd.DataFrame, select_by: str = "medr") -> pd.DataFrame:
 
 
 def chosen(results: pd.DataFrame, select_by: str = "medr", cv: pd.DataFrame | None = None) -> pd.Series:
-    """The configuration with the best image->recipe ``select_by``: on val or, given ``cv``
-    (``kfold.csv``), averaged over the cross-validation folds. Test never takes part."""
+    """Choose: the configuration with the best image->recipe ``select_by``, on val or, given ``cv``
+    (``kfold.csv``), averaged over the cross-validation folds. Test never takes part. (The choice once
+    made, results.csv marks it: ``RunDir.chosen``.)"""
     val = main_rows(results, "val", "im2recipe")
     if cv is None:
         return ranked(val, select_by).iloc[0][CONFIG_COLUMNS]

@@ -32,7 +32,7 @@ def normalize(Z: np.ndarray, score: str, corrs: np.ndarray | None = None, power:
 
     correlation: Pearson between latent vectors (the paper's). It centres each vector across
     its components, so it depends on each component's sign, which CCA leaves arbitrary;
-    ``SharedSpace`` fixes the signs the same way for every solver. cosine; weighted: cosine
+    every fitted space (``fit.space``) fixes the signs the same way for every solver. cosine; weighted: cosine
     after scaling latent dim j by corrs[j] ** power (Gong et al. 2014).
     """
     Z = np.asarray(Z, np.float64)

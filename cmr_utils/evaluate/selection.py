@@ -13,9 +13,9 @@ from cmr_utils.evaluate.retrieval import protocols
 from cmr_utils.fit import MODELS, make
 from cmr_utils.fit.cache import fit_cached, moments_cached
 from cmr_utils.fit.moments import Moments
-from cmr_utils.io import key, save_csv
+from cmr_utils.io import key
 from cmr_utils.progress import bar
-from cmr_utils.run_dir import model_entry, pairs, query_set, read
+from cmr_utils.run_dir import as_run
 
 
 def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=10, seed=0,
@@ -23,7 +23,8 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
     """K-fold cross-validation of every fitted configuration on the train+val pairs; writes ``kfold.csv``.
 
     A small val split makes a noisy judge; here every train+val recipe judges. The recipes of the
-    train and val query sets are dealt into ``folds`` seeded folds. Per fold, each configuration
+    train and val query sets are dealt into ``folds`` seeded folds (a seeded permutation dealt round
+    robin: sklearn's GroupKFold deals other folds, which would move every k-fold number). Per fold, each configuration
     is refitted on all other train+val pairs (every photo of the other recipes, and the recipes
     lacking some kind's text) and ranks the fold's recipes, one photo each as on val and test, at
     the fold's main protocol (its smallest bag), on the same bags for every configuration. Test is
@@ -34,16 +35,16 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
     """
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
-    manifest = read(run_dir, "features.json")
-    recipes = query_set(manifest, "train")[0] + query_set(manifest, "val")[0]
+    run = as_run(run_dir)
+    recipes = run.query_set("train")[0] + run.query_set("val")[0]
     fold_of = dict(zip(np.random.default_rng(seed).permutation(recipes), np.arange(len(recipes)) % folds))
-    entries, rows, by_kind = read(run_dir, "models.json"), [], {}
-    for e in entries:  # per text kind, the configurations that differ only in latent dim
+    rows, by_kind = [], {}
+    for e in run.models:  # per text kind, the configurations that differ only in latent dim
         by_kind.setdefault(e["text_kind"], {}).setdefault(
             key({k: v for k, v in e["params"].items() if k != "n_components"}), []).append(e)
     steps = bar(total=folds * sum(map(len, by_kind.values())), desc="k-fold", disable=not progress)
     for kind, groups in by_kind.items():
-        parts = [pairs(manifest, kind, split) for split in ("train", "val")]
+        parts = [run.pairs(kind, split) for split in ("train", "val")]
         X, Y = (np.vstack([p[i] for p in parts]) for i in (0, 1))
         ids = pd.concat([p[2].recipe_id for p in parts], ignore_index=True)
         fold, first = ids.map(fold_of).fillna(-1).to_numpy(int), ~ids.duplicated().to_numpy()
@@ -65,7 +66,7 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
                 steps.update()
     steps.close()
     cv = pd.DataFrame(rows).round(4)  # the numbers kfold.csv keeps: the choice and the report rank the same ones
-    save_csv(Path(run_dir) / "kfold.csv", cv)
+    run.save_csv("kfold.csv", cv)
     return cv
 
 
@@ -87,9 +88,10 @@ def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0, client=None) ->
     ranked, on test's query set and bags. Val is then spent, so these rows exist only on test and
     take no part in any choice.
     """
-    manifest, entry = read(run_dir, "features.json"), model_entry(run_dir, config)
+    run = as_run(run_dir)
+    manifest, entry = run.manifest, run.model_entry(config)
     kind, cache_dir = entry["text_kind"], Path(entry["path"]).parents[1]
-    parts = {split: pairs(manifest, kind, split)[:2] for split in ("train", "val")}
+    parts = {split: run.pairs(kind, split)[:2] for split in ("train", "val")}
     keys = {split: (manifest["image"][split], manifest["text"][kind][split]) for split in ("train", "val")}
 
     def moments():
@@ -100,9 +102,9 @@ def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0, client=None) ->
         (np.vstack([np.asarray(parts[s][i]) for s in ("train", "val")]) for i in (0, 1))
     est, _ = fit_cached(cache_dir, *zip(*keys.values()), X, Y, moments, **entry["params"])
     bank = query_bank(list(parts.values()), seed) if corrects_hubness([config["score"]]) else None  # the refit's training pairs
-    X, Y, _ = pairs(manifest, kind, "test", query_set(manifest, "test")[0])
-    return pd.DataFrame(rank_rows(manifest, entry, est, X, Y, "test", [config["score"]], bag_sizes, n_bags, seed,
-                                "train+val", bank=bank))
+    X, Y, _ = run.pairs(kind, "test", run.query_set("test")[0])
+    return pd.DataFrame(rank_rows(run.labels(kind), entry, est, X, Y, "test", [config["score"]], bag_sizes, n_bags,
+                                  seed, "train+val", bank=bank))
 
 
 def kfold_ranking(run_dir, select: str = "kfold", top: int = 10) -> pd.DataFrame:
@@ -110,7 +112,7 @@ def kfold_ranking(run_dir, select: str = "kfold", top: int = 10) -> pd.DataFrame
     best (the chosen one) first, with the spread over folds; a line saying so when the choice was on val."""
     if select != "kfold":
         return pd.DataFrame({"k-fold cross-validation": ["not run: the configuration was chosen on val"]})
-    ranking = ranked(cv_means(pd.read_csv(Path(run_dir) / "kfold.csv"))).head(top).reset_index(drop=True)
+    ranking = ranked(cv_means(pd.read_csv(as_run(run_dir) / "kfold.csv"))).head(top).reset_index(drop=True)
     metrics = ranking.columns.difference(CV_KEYS)
     ranking[metrics] = ranking[metrics].round(2)
     return ranking.set_axis(pd.RangeIndex(1, len(ranking) + 1, name="rank"))

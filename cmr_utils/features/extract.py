@@ -20,7 +20,7 @@ from cmr_utils.data.recipe1m import SPLITS, TEXT_KINDS, Recipe1M
 from cmr_utils.features import lexical
 from cmr_utils.features.store import image_features, text_features
 from cmr_utils.io import save_csv, save_json
-from cmr_utils.run_dir import CONCAT_PARTS, concat_kinds, read, skipped_table
+from cmr_utils.run_dir import CONCAT_PARTS, RunDir, as_run
 
 
 @dataclass
@@ -178,7 +178,7 @@ def run(run_dir, cache_dir, corpus: Corpus | None = None, kinds: TextKinds | Non
         if given_dir:
             given_files.check_widths(entries)
     save_json(Path(run_dir) / "features.json", manifest)
-    save_csv(Path(run_dir) / "skipped.csv", skipped_table(run_dir, ds))
+    save_csv(Path(run_dir) / "skipped.csv", RunDir(run_dir).skipped_table(ds))
     return manifest
 
 
@@ -201,8 +201,8 @@ def embed_texts(run_dir, texts: list[str], kind: str):
     """Text features of free text for one text kind, as the run's extraction made them: the neural encoder's
     (model, layer, pooling), the fitted lexical model's for ``lexical``, and for ``concat`` each part's side by
     side (the text standing for every part)."""
-    manifest = read(run_dir, "features.json")
-    parts = concat_kinds(manifest) if kind == "concat" else [kind]
+    run = as_run(run_dir)
+    manifest, parts = run.manifest, run.concat_kinds if kind == "concat" else [kind]
     if any(p != lexical.KIND for p in parts):
         cfg = manifest["encoders"]["text"]
         if cfg["name"] == "given":

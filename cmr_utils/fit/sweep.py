@@ -9,7 +9,7 @@ from cmr_utils.fit import make, params_of
 from cmr_utils.fit.cache import fit_cached, moments_cached
 from cmr_utils.fit.space import Space
 from cmr_utils.io import key, save_json
-from cmr_utils.run_dir import pairs, read
+from cmr_utils.run_dir import RunDir
 
 
 def grid(models=("ridge",), latent_dims=(50,), shrinkage=(0.5,), settings=None) -> list[Space]:
@@ -28,11 +28,12 @@ def fit(run_dir, cache_dir, grid: list[Space], cluster=None, progress=True) -> p
     and cached; a nested model is fitted once with all its components, each latent dim a prefix: a sweep costs
     about one fit per shrinkage. Each entry keeps its model's ``params_of`` for refits.
     """
-    manifest = read(run_dir, "features.json")
+    run = RunDir(run_dir)
+    manifest = run.manifest
     entries = []
     with connect(cluster) as client:
         for kind in manifest["text"]:
-            X, Y, _ = pairs(manifest, kind, "train")
+            X, Y, _ = run.pairs(kind, "train")
             keys = manifest["image"]["train"], manifest["text"][kind]["train"]
             moments = functools.cache(lambda: moments_cached(cache_dir, *keys, X, Y, client, progress))  # noqa: B023
             for point in grid:

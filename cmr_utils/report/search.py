@@ -22,16 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmr_utils import run_dir as rd
-
 from cmr_utils.evaluate import stage as evaluation
 
 from cmr_utils.features import extract as extraction
 from cmr_utils.io import atomic_file, key
 from cmr_utils.fit.cache import entry_key, from_arrays, to_arrays
 from cmr_utils.evaluate.results import CONFIG_COLUMNS, best_per_kind
-from cmr_utils.evaluate.results import load as load_results
 from cmr_utils.evaluate.retrieval import normalize, penalty
+from cmr_utils.run_dir import RunDir, as_run
 
 from cmr_utils.paths import REPORTS
 GALLERY_VERSION = 2  # 2: hubness penalties stored with the gallery (a version-1 gallery ranked without them)
@@ -41,9 +39,9 @@ GALLERY_VERSION = 2  # 2: hubness penalties stored with the gallery (a version-1
 class Gallery:
     """A run's test pairs in one configuration's space; rows of ``photos`` and ``recipes`` are normalised
     for its score (a dot product is the score) and aligned with ``index`` (recipe_id, image_id, title, path)."""
-    run_dir: Path
+    run_dir: RunDir
     config: dict
-    space: object  # the fitted SharedSpace
+    space: object  # the fitted space (``fit.space.Space``)
     encoders: dict  # features.json "encoders": how to embed a new query like the run's features
     photos: np.ndarray
     recipes: np.ndarray
@@ -124,32 +122,31 @@ def load(run_dir, kind: str | None = None) -> Gallery:
     """The run's chosen configuration (results.csv's ``chosen``), or another text kind's best on val, over the
     test pairs; cached in ``run_dir/search``, keyed by the configuration, features.json and models.json
     (a refitted run recomputes it), so a query needs neither the features nor the corpus again."""
-    run_dir = Path(run_dir)
-    results = load_results(run_dir)
-    config = results[results.chosen].iloc[0]
-    if kind is not None and kind != config.text_kind:
-        best = best_per_kind(results)
+    run = as_run(run_dir)
+    config = run.chosen
+    if kind is not None and kind != config["text_kind"]:
+        best = best_per_kind(run.results)
         if kind not in best.index:
             raise ValueError(f"text kind {kind!r} is not in this run; choose from {list(best.index)}")
         config = best.loc[kind].copy()
         config["text_kind"] = kind
-    config = {c: config[c].item() if hasattr(config[c], "item") else config[c] for c in CONFIG_COLUMNS}
-    manifest = json.loads((run_dir / "features.json").read_text())
-    stamp = _stamp(config, manifest, json.loads((run_dir / "models.json").read_text()))
-    path = run_dir / "search" / f"{config['text_kind']}.npz"
-    if path.exists() and (cached := _read_gallery(run_dir, path, stamp)) is not None:
+        config = {c: config[c].item() if hasattr(config[c], "item") else config[c] for c in CONFIG_COLUMNS}
+    manifest = run.manifest
+    stamp = _stamp(config, manifest, run.models)
+    path = run / "search" / f"{config['text_kind']}.npz"
+    if path.exists() and (cached := _read_gallery(run, path, stamp)) is not None:
         return cached
-    space, (X, Y, index) = evaluation.space(run_dir, config)
+    space, (X, Y, index) = evaluation.space(run, config)
     photos, recipes = space.transform(X, Y)
-    ds = rd.dataset(manifest)
+    ds = run.dataset
     recipe = [ds.recipes[r] for r in index.recipe_id]
     index = index.assign(title=[r.title for r in recipe],
                          path=[str(ds.image_path(r.partition, i)) for r, i in zip(recipe, index.image_id)])
-    gallery = Gallery(run_dir, config, space, manifest["encoders"], photos, recipes, index)
+    gallery = Gallery(run, config, space, manifest["encoders"], photos, recipes, index)
     gallery.photos, gallery.recipes = gallery.normalize(photos), gallery.normalize(recipes)
     if hub := config["score"].partition("+")[2]:
         # as in evaluation: photos are penalised by the training bank's texts, recipes by its images
-        bank_img, bank_txt = (gallery.normalize(z) for z in space.transform(*evaluation.train_bank(run_dir, config)))
+        bank_img, bank_txt = (gallery.normalize(z) for z in space.transform(*evaluation.train_bank(run, config)))
         gallery.penalties = {"photos": penalty(gallery.photos, bank_txt, hub),
                              "recipes": penalty(gallery.recipes, bank_img, hub)}
     _write_gallery(path, gallery, stamp)
@@ -165,7 +162,7 @@ def _write_gallery(path: Path, g: Gallery, stamp: str) -> None:
                  **to_arrays(g.space, "space_"), **{f"penalty_{k}": v for k, v in g.penalties.items()})
 
 
-def _read_gallery(run_dir: Path, path: Path, stamp: str) -> Gallery | None:
+def _read_gallery(run_dir: RunDir, path: Path, stamp: str) -> Gallery | None:
     """The gallery cached at ``path`` if it was made for ``stamp``, else None."""
     with np.load(path, allow_pickle=False) as z:
         about = json.loads(str(z["about"]))
@@ -186,9 +183,9 @@ def _stamp(config: dict, manifest: dict, models: list[dict]) -> str:
 
 def galleries(run_dir) -> dict[str, Gallery]:
     """Every text kind's gallery (``load``), the chosen one first."""
-    results = load_results(run_dir)
-    kinds = dict.fromkeys([results[results.chosen].text_kind.iloc[0], *best_per_kind(results).index])
-    return {k: load(run_dir, k) for k in kinds}
+    run = as_run(run_dir)
+    kinds = dict.fromkeys([run.chosen["text_kind"], *best_per_kind(run.results).index])
+    return {k: load(run, k) for k in kinds}
 
 
 def find(run_dir, queries: list[str], k: int = 10, kind: str | None = None, to: str | None = None) -> list[pd.DataFrame]:
