@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 from browser import in_browser
+from helpers import SMALL, STEPS, fake_results
 from scipy import stats
-from test_report import STEPS, fake_results
 
 from cmr_utils.report import compare
 from cmr_utils.report import index as report
@@ -21,9 +21,6 @@ from cmr_utils.report import tables
 from cmr_utils.evaluate import results as R
 from cmr_utils.runner import run as runner
 from cmr_utils.io import save_csv
-
-SMALL = ["demo_recipes=160", "text_kinds=[title, concat]", "models=[cca, ridge]", "latent_dims=[2, 16]",
-         "scores=[correlation]", "bag_sizes=[40]", "n_bags=3", "tsne_points=60", "n_examples=2"]
 
 
 def fake_run(folder, results, steps=STEPS, code=None, finished="2026-01-01T10:00:00", params=None):

@@ -1,34 +1,12 @@
-import pickle
-import zlib
 
-import h5py
 import numpy as np
 import pytest
+from helpers import make_given, vec, write
 
 from cmr_utils.data import given
 from cmr_utils import run_dir as rd
 from cmr_utils.features import extract as extraction
 from cmr_utils.data.recipe1m import SPLITS, Recipe1M
-
-
-def vec(s, dim=6):
-    return np.random.default_rng(zlib.crc32(s.encode())).normal(size=dim).astype(np.float32)
-
-
-def write(path, ids, X):
-    ext = path.suffix
-    if ext == ".npz":
-        np.savez(path, ids=np.array(ids), X=X)
-    elif ext == ".npy":
-        np.save(path, X)
-        path.with_suffix(".ids.txt").write_text("\n".join(ids))
-    elif ext == ".pkl":
-        path.write_bytes(pickle.dumps(dict(zip(ids, X))))
-    elif ext == ".h5":
-        with h5py.File(path, "w") as f:
-            f["ids"] = np.array(ids, dtype="S")
-            f["embeddings"] = X
-    return path
 
 
 @pytest.mark.parametrize("ext", [".npz", ".npy", ".pkl", ".h5"])
@@ -56,21 +34,6 @@ def test_bad_files_say_what_is_wrong(tmp_path):
     (tmp_path / "e.csv").write_text("x")
     with pytest.raises(ValueError, match="unsupported"):
         given.read(tmp_path / "e.csv")
-
-
-def make_given(ds, folder, kinds=("title",), by="image", drop=()):
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        recipes = ds.split(split)
-        if by == "image":
-            ids = [im for r in recipes for im in r.images]
-        else:
-            ids = [r.id for r in recipes]
-        ids = [i for i in ids if i not in drop]
-        write(folder / f"image_{split}.npz", ids, np.stack([vec(i) for i in ids]))
-        for kind in kinds:
-            rids = [r.id for r in recipes if r.id not in drop]
-            write(folder / f"text_{kind}_{split}.pkl", rids, np.stack([vec(r + kind, 4) for r in rids]))
 
 
 @pytest.mark.parametrize("by", ["image", "recipe"])

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import papermill
 import pytest
-from test_report import fake_results
+from helpers import fake_results
 
 from cmr_utils.data import demo
 from cmr_utils.features import store as features

@@ -1,49 +1,16 @@
 """The shared index page and the paper's tables: content checked against results.csv, and in headless Chromium."""
-import itertools
 import json
 import re
 
 import numpy as np
 import pandas as pd
 from browser import in_browser
+from helpers import KINDS, STEPS, fake_results
 
 from cmr_utils.report import index as report
 from cmr_utils.report import tables
 from cmr_utils.evaluate import results as R
 from cmr_utils.io import save_csv
-
-KINDS = ("title", "ingredients", "instructions", "all")
-STEPS = [{"notebook": nb, "seconds": 1.0, "ok": True, "state": "ok"}
-         for nb in ("01_extract", "02_fit", "03_evaluate", "04_visualize")]
-
-
-def fake_results(kinds=KINDS, features=("generated", "given"), dims=(10, 50, 100, 768), test_pairs=12000,
-                 val_pairs=1500, bags=(1000, 10000), seed=0) -> pd.DataFrame:
-    """results.csv as evaluation.evaluate writes it: ridge with cosine at dim 100 is best, recipe→image a bit worse."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for kind, feat, (model, shrink), dim, score in itertools.product(
-            kinds, features, [("cca", 0.0), ("ridge", 0.5)], dims, ["correlation", "cosine"]):
-        for split, n in (("val", val_pairs), ("test", test_pairs)):
-            sizes = {("full", n) if b >= n else (f"{b // 1000}k", b) for b in bags}
-            for (label, bag), direction in itertools.product(sorted(sizes), ("im2recipe", "recipe2im")):
-                factor = ((0.8 if model == "ridge" else 1) * (0.9 if score == "cosine" else 1)
-                          * (1 + 0.3 * abs(np.log(dim / 100))) * (1.1 if direction == "recipe2im" else 1))
-                medr = round(float(bag / 50 * factor * rng.uniform(0.95, 1.05)), 1)
-                r1 = 100 / medr / 4
-                row = {"text_kind": kind, "features": feat, "image_encoder": "resnet50", "text_encoder": "bert",
-                       "model": model, "shrinkage": shrink, "latent_dim": dim, "n_components": dim, "score": score,
-                       "fit_on": "train", "split": split, "protocol": label, "n_pairs": n, "direction": direction,
-                       "bag_size": bag, "n_bags": 1 if label == "full" else 10, "medr": medr,
-                       "medr_std": round(medr / 10, 2)}
-                for k, v in (("r1", r1), ("r5", 2.5 * r1), ("r10", 4 * r1)):
-                    row |= {k: round(min(v, 100), 2), f"{k}_std": 0.5}
-                rows.append(row)
-    df = pd.DataFrame(rows)
-    df["chosen"] = (df[R.CONFIG_COLUMNS] == R.chosen(df)).all(axis=1)
-    refit = df[df.chosen & (df.split == "test")].assign(fit_on="train+val", medr=lambda d: d.medr - 0.5)
-    return pd.concat([df, refit], ignore_index=True)
-
 
 def cell_text(table_html):
     return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", table_html, re.S)]

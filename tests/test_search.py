@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from test_visualize import demo_run
 
 from cmr_utils.report import search
 from cmr_utils import run_dir as rd
@@ -15,9 +14,9 @@ from cmr_utils.features import extract as extraction
 from cmr_utils.evaluate import stage as evaluation
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return demo_run(tmp_path_factory)
+@pytest.fixture
+def run_dir(demo_run):
+    return demo_run
 
 
 @pytest.mark.slow
