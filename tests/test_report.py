@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pandas as pd
 from browser import in_browser
-from helpers import KINDS, STEPS, fake_results
+from helpers import KINDS, STEPS, best_on_val, fake_results
 
 from cmr_utils.report import index as report
 from cmr_utils.report import tables
@@ -21,6 +21,19 @@ def cell_text(table_html):
 def test_cell_is_mean_plus_minus_std_and_one_bag_has_no_spread():
     assert tables.cell(12.345, 1.26) == "12.3 ± 1.3"
     assert tables.cell(4.0, 0.0, n_bags=1) == "4.0"
+
+
+def test_the_chosen_configuration_is_the_best_image_to_recipe_on_val_and_test_never_counts():
+    df = fake_results().drop(columns="chosen")
+    best = best_on_val(df)
+    assert (best.model, best.score, best.latent_dim) == ("ridge", "cosine", 100)  # as fake_results is made
+    assert R.chosen(df).to_dict() == best[R.CONFIG_COLUMNS].to_dict()
+    cca = (df.model == "cca") & (df.latent_dim == 10)
+    df.loc[cca & (df.split == "test"), ["medr", "r10"]] = (0.1, 100.0)  # the best by far, on test only
+    df.loc[cca & (df.direction == "recipe2im"), ["medr", "r10"]] = (0.1, 100.0)  # and recipe→image
+    assert R.chosen(df).to_dict() == best[R.CONFIG_COLUMNS].to_dict()
+    df.loc[cca & (df.split == "val") & (df.direction == "im2recipe"), ["medr", "r10"]] = (0.1, 100.0)
+    assert R.chosen(df).model == "cca" and R.chosen(df).latent_dim == 10
 
 
 def test_paper_tables_are_10k_then_1k_with_the_paper_rows():
