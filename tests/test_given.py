@@ -54,6 +54,35 @@ def test_given_features_align_to_the_loader_pairs(demo_root, tmp_path, by):
             assert im in ds.recipes[rid].images
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_fortran_ordered_npy_reads_the_right_rows(tmp_path, dtype):
+    """numpy saves a column-major array column by column: its rows are not contiguous in the file."""
+    ids = [f"r{i}" for i in range(5)]
+    X = np.asfortranarray(np.arange(15, dtype=dtype).reshape(5, 3) * 1.5)
+    path = write(tmp_path / "f.npy", ids, X)
+    with open(path, "rb") as f:
+        np.lib.format.read_magic(f)
+        assert np.lib.format.read_array_header_1_0(f)[1]  # stored Fortran-ordered
+    got_ids, got = given.read(path)
+    assert got_ids == ids
+    np.testing.assert_array_equal(np.asarray(got)[[4, 0, 2]], [[18, 19.5, 21], [0, 1.5, 3], [9, 10.5, 12]])
+
+
+def test_fortran_ordered_npy_image_features_align_to_the_loader_pairs(demo_root, tmp_path):
+    ds = Recipe1M(demo_root)
+    make_given(ds, tmp_path / "given")
+    for split in SPLITS:
+        old = tmp_path / "given" / f"image_{split}.npz"
+        with np.load(old) as z:
+            write(old.with_suffix(".npy"), list(z["ids"]), np.asfortranarray(z["X"]))
+        old.unlink()
+    m = extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
+                           given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
+    for split in SPLITS:
+        X, _, index = rd.pairs(m, "title", split)
+        np.testing.assert_array_equal(np.asarray(X), np.stack([vec(im) for im in index.image_id]))
+
+
 def test_missing_ids_are_an_error_naming_them(demo_root, tmp_path):
     ds = Recipe1M(demo_root)
     lost = ds.split("val")[0].id
