@@ -1,8 +1,8 @@
 """Many runs, one view: the runs page, ``compare`` and MLflow logging, on generated results and on real demo runs."""
+import functools
 import json
 import re
 import sys
-import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -123,11 +123,11 @@ def test_tracking_uri_without_mlflow_stops_before_anything_runs(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError
     params = tmp_path / "p.yaml"
     params.write_text("n_bags: 2\n")
-    name = f"pytest-no-mlflow-{uuid.uuid4().hex[:8]}"
-    assert runner.main([str(params), "--set", f"tracking_uri={tmp_path / 'mlruns'}", "--name", name]) == 1
+    monkeypatch.setattr(runner, "run", functools.partial(runner.run, reports_dir=tmp_path / "reports"))
+    assert runner.main([str(params), "--set", f"tracking_uri={tmp_path / 'mlruns'}", "--name", "no-mlflow"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MLflow" in err and "pip install -e '.[mlflow]'" in err
-    assert not (runner.ROOT / "reports" / name).exists() and not (tmp_path / "mlruns").exists()
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "mlruns").exists()
 
 
 # ---- real demo runs: one run, and a grid whose point 'same' repeats it and 'layer2' changes one parameter ----

@@ -176,12 +176,14 @@ def test_up_to_date_stamps_cover_the_photos(demo_root, tmp_path):
     assert inputs_key({"data_dir": str(root)}) != before
 
 
-def test_a_set_typo_is_blamed_on_the_command_line(tmp_path, capsys):
+def test_a_set_typo_is_blamed_on_the_command_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(R, "run", functools.partial(R.run, reports_dir=tmp_path / "reports"))
     assert R.main([str(R.ROOT / "params" / "demo.yaml"), "--set", "latent_dimz=[3]"]) == 1
     err = capsys.readouterr().err
     assert "--set: unknown parameter 'latent_dimz'; did you mean 'latent_dims'?" in err and "demo.yaml" not in err
     assert R.main([str(R.ROOT / "params" / "demo.yaml"), "--set", "n_bags=ten"]) == 1
     assert "--set: parameter 'n_bags'" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
 
 
 def snapshot(folder):
