@@ -24,17 +24,18 @@ from cmr_utils.paths import ROOT
 
 # the runner's command line with its reports folder moved to argv[1] (the CLI has no option for it)
 CLI = """
-import functools, sys
+import functools, runpy, sys
 from cmr_utils.runner import run as R
 R.run = functools.partial(R.run, reports_dir=sys.argv[1])
-from cmr_utils.__main__ import main
-sys.exit(main(sys.argv[2:]))
+sys.argv = ["cmr_utils", *sys.argv[2:]]
+runpy.run_module("cmr_utils", run_name="__main__", alter_sys=True)
 """
 HOLD = """
 import sys, time
 from pathlib import Path
 from cmr_utils.runner import run as R
-with R._claim(Path(sys.argv[1])):
+claim = getattr(R, "claim", None) or R._claim  # the run lock (runner.run._claim before the house refactor)
+with claim(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(600)
 """

@@ -14,11 +14,11 @@ SHARED = Path(os.environ.get("CMR_SHARED_DATA", Path(__file__).resolve().parents
 
 # `python -m cmr_utils ARGS` with the runner's reports folder moved to argv[1] (its CLI has no option for it)
 CLI = """
-import functools, sys
+import functools, runpy, sys
 from cmr_utils.runner import run as R
 R.run = functools.partial(R.run, reports_dir=sys.argv[1])
-from cmr_utils.__main__ import main
-sys.exit(main(sys.argv[2:]))
+sys.argv = ["cmr_utils", *sys.argv[2:]]
+runpy.run_module("cmr_utils", run_name="__main__", alter_sys=True)
 """
 
 
