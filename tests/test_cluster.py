@@ -1,6 +1,7 @@
 """Dask: a real LocalCluster (worker processes) computes what this process computes."""
 import os
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -137,6 +138,40 @@ def test_a_local_cluster_leaves_this_process_all_its_cores(monkeypatch):
         assert set(c.run(lambda: os.environ["OMP_NUM_THREADS"]).values()) == {str(max(1, os.cpu_count() // 2))}
         assert set(c.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
         assert "OMP_NUM_THREADS" not in os.environ and "MALLOC_TRIM_THRESHOLD_" not in os.environ
+
+
+@pytest.mark.parametrize("address", ["local:0", "local", "local:2x", "localhost:8786", "tcp:/127.0.0.1:8786", ""])
+def test_a_malformed_cluster_address_is_refused_naming_it_and_the_accepted_forms(address):
+    with pytest.raises(ValueError) as e, cluster.connect(address):
+        pass
+    assert str(e.value) == ("cluster must be None, 'local:N' (N ≥ 1 worker processes) or a scheduler address "
+                            f"'tcp://host:port', got {address!r}")
+
+
+def test_a_tcp_address_joins_the_scheduler_running_there():
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=":0") as running:
+        address = running.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        with cluster.connect(address) as client:
+            about = cluster.describe(client)
+            assert about["cluster"] == address and about["workers"] == 1 and about["threads"] == 2
+            assert about["dashboard"].startswith("http://127.0.0.1:") and about["dashboard"].endswith("/status")
+            assert cluster.run(pow, [(2, 3), (3, 2), (5, 1)], client, progress=False) == [8, 9, 5]
+        assert client.status == "closed" and running.status.name == "running"  # ours closed, theirs not stopped
+    assert cluster.describe(None) == {"cluster": "in-process"}
+
+
+def test_a_tcp_address_where_no_scheduler_listens_fails_naming_it(monkeypatch):
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2)
+    with socket.socket() as s:  # a free port, closed again: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(OSError, match=rf"^cluster='tcp://127.0.0.1:{port}': no Dask scheduler answered within 2 s "
+                                      r"\(.*\); is it running, and reachable from here\? Or use cluster='local:N' or None$"):
+        with cluster.connect(f"tcp://127.0.0.1:{port}"):
+            pass
 
 
 def small_pipeline(root, cache, cluster_address):

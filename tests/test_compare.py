@@ -1,8 +1,8 @@
 """Many runs, one view: the runs page, ``compare`` and MLflow logging, on generated results and on real demo runs."""
+import functools
 import json
 import re
 import sys
-import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 from browser import in_browser
+from helpers import SMALL, STEPS, fake_results
 from scipy import stats
-from test_report import STEPS, fake_results
 
 from cmr_utils.report import compare
 from cmr_utils.report import index as report
@@ -21,9 +21,6 @@ from cmr_utils.report import tables
 from cmr_utils.evaluate import results as R
 from cmr_utils.runner import run as runner
 from cmr_utils.io import save_csv
-
-SMALL = ["demo_recipes=160", "text_kinds=[title, concat]", "models=[cca, ridge]", "latent_dims=[2, 16]",
-         "scores=[correlation]", "bag_sizes=[40]", "n_bags=3", "tsne_points=60", "n_examples=2"]
 
 
 def fake_run(folder, results, steps=STEPS, code=None, finished="2026-01-01T10:00:00", params=None):
@@ -126,11 +123,11 @@ def test_tracking_uri_without_mlflow_stops_before_anything_runs(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError
     params = tmp_path / "p.yaml"
     params.write_text("n_bags: 2\n")
-    name = f"pytest-no-mlflow-{uuid.uuid4().hex[:8]}"
-    assert runner.main([str(params), "--set", f"tracking_uri={tmp_path / 'mlruns'}", "--name", name]) == 1
+    monkeypatch.setattr(runner, "run", functools.partial(runner.run, reports_dir=tmp_path / "reports"))
+    assert runner.main([str(params), "--set", f"tracking_uri={tmp_path / 'mlruns'}", "--name", "no-mlflow"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MLflow" in err and "pip install -e '.[mlflow]'" in err
-    assert not (runner.ROOT / "reports" / name).exists() and not (tmp_path / "mlruns").exists()
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "mlruns").exists()
 
 
 # ---- real demo runs: one run, and a grid whose point 'same' repeats it and 'layer2' changes one parameter ----

@@ -2,10 +2,9 @@
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from test_features import HashEncoder
+from helpers import NoisyHash
 
 from cmr_utils.features import store as F
 from cmr_utils.report import plots
@@ -17,16 +16,6 @@ from cmr_utils.fit import sweep
 from cmr_utils.data.recipe1m import SPLITS, Recipe1M
 from cmr_utils.io import save_json
 from cmr_utils.evaluate.results import best_per_kind, chosen_rows, load, main_rows
-
-
-class NoisyHash(HashEncoder):
-    """Hash vectors with a little seeded noise, so CCA has full-rank views to fit."""
-
-    dim = 8
-
-    def _vec(self, s):
-        base = super()._vec(s).astype(np.float64)
-        return np.concatenate([base, np.random.default_rng(int(base.sum())).normal(size=4)])
 
 
 @pytest.fixture

@@ -3,35 +3,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import HashEncoder
 
 from cmr_utils.features import store as F
 from cmr_utils.data.recipe1m import Recipe1M
-
-
-class HashEncoder:
-    """Deterministic stand-in encoder that counts what it encodes and can fail mid-way."""
-
-    dim = 4
-    config = {"name": "hash"}
-
-    def __init__(self, fail_after=None):
-        self.calls, self.seen, self.fail_after = 0, 0, fail_after
-
-    def _vec(self, s):
-        return np.frombuffer(str(s).encode().ljust(16, b"_")[:16], dtype=np.uint8).reshape(4, 4).sum(0)
-
-    def _tick(self, n):
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise KeyboardInterrupt("simulated interruption")
-        self.calls += 1
-        self.seen += n
-
-    def encode(self, items, progress=True):
-        self._tick(len(items))
-        if items and not isinstance(items[0], str):  # image paths
-            return np.array([self._vec(p.name) for p in items], np.float32), \
-                {i: "empty file" for i, p in enumerate(items) if p.stat().st_size == 0}
-        return np.array([self._vec(t) for t in items], np.float32).reshape(len(items), -1)
 
 
 @pytest.fixture

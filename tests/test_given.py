@@ -1,34 +1,12 @@
-import pickle
-import zlib
 
-import h5py
 import numpy as np
 import pytest
+from helpers import make_given, vec, write
 
 from cmr_utils.data import given
 from cmr_utils import run_dir as rd
 from cmr_utils.features import extract as extraction
 from cmr_utils.data.recipe1m import SPLITS, Recipe1M
-
-
-def vec(s, dim=6):
-    return np.random.default_rng(zlib.crc32(s.encode())).normal(size=dim).astype(np.float32)
-
-
-def write(path, ids, X):
-    ext = path.suffix
-    if ext == ".npz":
-        np.savez(path, ids=np.array(ids), X=X)
-    elif ext == ".npy":
-        np.save(path, X)
-        path.with_suffix(".ids.txt").write_text("\n".join(ids))
-    elif ext == ".pkl":
-        path.write_bytes(pickle.dumps(dict(zip(ids, X))))
-    elif ext == ".h5":
-        with h5py.File(path, "w") as f:
-            f["ids"] = np.array(ids, dtype="S")
-            f["embeddings"] = X
-    return path
 
 
 @pytest.mark.parametrize("ext", [".npz", ".npy", ".pkl", ".h5"])
@@ -58,21 +36,6 @@ def test_bad_files_say_what_is_wrong(tmp_path):
         given.read(tmp_path / "e.csv")
 
 
-def make_given(ds, folder, kinds=("title",), by="image", drop=()):
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        recipes = ds.split(split)
-        if by == "image":
-            ids = [im for r in recipes for im in r.images]
-        else:
-            ids = [r.id for r in recipes]
-        ids = [i for i in ids if i not in drop]
-        write(folder / f"image_{split}.npz", ids, np.stack([vec(i) for i in ids]))
-        for kind in kinds:
-            rids = [r.id for r in recipes if r.id not in drop]
-            write(folder / f"text_{kind}_{split}.pkl", rids, np.stack([vec(r + kind, 4) for r in rids]))
-
-
 @pytest.mark.parametrize("by", ["image", "recipe"])
 def test_given_features_align_to_the_loader_pairs(demo_root, tmp_path, by):
     ds = Recipe1M(demo_root)
@@ -89,6 +52,35 @@ def test_given_features_align_to_the_loader_pairs(demo_root, tmp_path, by):
             np.testing.assert_array_equal(X[i], vec(im if by == "image" else rid))
             np.testing.assert_array_equal(Y[i], vec(rid + "title", 4))
             assert im in ds.recipes[rid].images
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_fortran_ordered_npy_reads_the_right_rows(tmp_path, dtype):
+    """numpy saves a column-major array column by column: its rows are not contiguous in the file."""
+    ids = [f"r{i}" for i in range(5)]
+    X = np.asfortranarray(np.arange(15, dtype=dtype).reshape(5, 3) * 1.5)
+    path = write(tmp_path / "f.npy", ids, X)
+    with open(path, "rb") as f:
+        np.lib.format.read_magic(f)
+        assert np.lib.format.read_array_header_1_0(f)[1]  # stored Fortran-ordered
+    got_ids, got = given.read(path)
+    assert got_ids == ids
+    np.testing.assert_array_equal(np.asarray(got)[[4, 0, 2]], [[18, 19.5, 21], [0, 1.5, 3], [9, 10.5, 12]])
+
+
+def test_fortran_ordered_npy_image_features_align_to_the_loader_pairs(demo_root, tmp_path):
+    ds = Recipe1M(demo_root)
+    make_given(ds, tmp_path / "given")
+    for split in SPLITS:
+        old = tmp_path / "given" / f"image_{split}.npz"
+        with np.load(old) as z:
+            write(old.with_suffix(".npy"), list(z["ids"]), np.asfortranarray(z["X"]))
+        old.unlink()
+    m = extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
+                           given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
+    for split in SPLITS:
+        X, _, index = rd.pairs(m, "title", split)
+        np.testing.assert_array_equal(np.asarray(X), np.stack([vec(im) for im in index.image_id]))
 
 
 def test_missing_ids_are_an_error_naming_them(demo_root, tmp_path):

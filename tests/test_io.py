@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import papermill
 import pytest
-from test_report import fake_results
+from helpers import fake_results
 
 from cmr_utils.data import demo
 from cmr_utils.features import store as features
@@ -211,6 +211,15 @@ def test_npy_rows_name_the_file_when_rows_are_out_of_range_or_missing(tmp_path):
         f.truncate(rows.offset + 5 * 3 * 4)  # a copy cut short after 5 rows
     with pytest.raises(ValueError, match="truncated"):
         rows[0:8]
+
+
+def test_npy_rows_refuse_a_fortran_ordered_file_naming_it(tmp_path):
+    """Rows of a column-major file are not contiguous spans: refused (given.read loads such a file whole)."""
+    np.save(tmp_path / "F.npy", np.asfortranarray(np.arange(12, dtype=np.float32).reshape(4, 3)))
+    with pytest.raises(ValueError, match=r"F\.npy: expected a C-ordered 2-D array, got shape \(4, 3\)"):
+        io.NpyRows(tmp_path / "F.npy")
+    np.save(tmp_path / "C.npy", np.arange(12, dtype=np.float32).reshape(4, 3))
+    np.testing.assert_array_equal(io.NpyRows(tmp_path / "C.npy")[[3, 1]], [[9, 10, 11], [3, 4, 5]])
 
 
 def test_a_view_of_a_million_pairs_pickles_small(tmp_path):

@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluation import NoisyHash
+from helpers import NoisyHash
 
 from cmr_utils.features import store as F
 from cmr_utils.features import lexical

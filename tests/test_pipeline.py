@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from browser import in_browser
+from helpers import SMALL
 
 from cmr_utils.runner import run as R
 from cmr_utils.evaluate.results import load as results_of
@@ -16,8 +17,6 @@ pytestmark = pytest.mark.slow
 
 COLUMNS = {"text_kind", "features", "model", "latent_dim", "score", "protocol", "direction",
            "medr", "r1", "r5", "r10", "chosen", "split"}
-SMALL = ["demo_recipes=160", "text_kinds=[title, concat]", "models=[cca, ridge]", "latent_dims=[2, 16]",
-         "scores=[correlation]", "bag_sizes=[40]", "n_bags=3", "tsne_points=60", "n_examples=2"]
 
 
 def images_in(page):

@@ -1,49 +1,16 @@
 """The shared index page and the paper's tables: content checked against results.csv, and in headless Chromium."""
-import itertools
 import json
 import re
 
 import numpy as np
 import pandas as pd
 from browser import in_browser
+from helpers import KINDS, STEPS, best_on_val, fake_results
 
 from cmr_utils.report import index as report
 from cmr_utils.report import tables
 from cmr_utils.evaluate import results as R
 from cmr_utils.io import save_csv
-
-KINDS = ("title", "ingredients", "instructions", "all")
-STEPS = [{"notebook": nb, "seconds": 1.0, "ok": True, "state": "ok"}
-         for nb in ("01_extract", "02_fit", "03_evaluate", "04_visualize")]
-
-
-def fake_results(kinds=KINDS, features=("generated", "given"), dims=(10, 50, 100, 768), test_pairs=12000,
-                 val_pairs=1500, bags=(1000, 10000), seed=0) -> pd.DataFrame:
-    """results.csv as evaluation.evaluate writes it: ridge with cosine at dim 100 is best, recipe→image a bit worse."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for kind, feat, (model, shrink), dim, score in itertools.product(
-            kinds, features, [("cca", 0.0), ("ridge", 0.5)], dims, ["correlation", "cosine"]):
-        for split, n in (("val", val_pairs), ("test", test_pairs)):
-            sizes = {("full", n) if b >= n else (f"{b // 1000}k", b) for b in bags}
-            for (label, bag), direction in itertools.product(sorted(sizes), ("im2recipe", "recipe2im")):
-                factor = ((0.8 if model == "ridge" else 1) * (0.9 if score == "cosine" else 1)
-                          * (1 + 0.3 * abs(np.log(dim / 100))) * (1.1 if direction == "recipe2im" else 1))
-                medr = round(float(bag / 50 * factor * rng.uniform(0.95, 1.05)), 1)
-                r1 = 100 / medr / 4
-                row = {"text_kind": kind, "features": feat, "image_encoder": "resnet50", "text_encoder": "bert",
-                       "model": model, "shrinkage": shrink, "latent_dim": dim, "n_components": dim, "score": score,
-                       "fit_on": "train", "split": split, "protocol": label, "n_pairs": n, "direction": direction,
-                       "bag_size": bag, "n_bags": 1 if label == "full" else 10, "medr": medr,
-                       "medr_std": round(medr / 10, 2)}
-                for k, v in (("r1", r1), ("r5", 2.5 * r1), ("r10", 4 * r1)):
-                    row |= {k: round(min(v, 100), 2), f"{k}_std": 0.5}
-                rows.append(row)
-    df = pd.DataFrame(rows)
-    df["chosen"] = (df[R.CONFIG_COLUMNS] == R.chosen(df)).all(axis=1)
-    refit = df[df.chosen & (df.split == "test")].assign(fit_on="train+val", medr=lambda d: d.medr - 0.5)
-    return pd.concat([df, refit], ignore_index=True)
-
 
 def cell_text(table_html):
     return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", table_html, re.S)]
@@ -54,6 +21,19 @@ def cell_text(table_html):
 def test_cell_is_mean_plus_minus_std_and_one_bag_has_no_spread():
     assert tables.cell(12.345, 1.26) == "12.3 ± 1.3"
     assert tables.cell(4.0, 0.0, n_bags=1) == "4.0"
+
+
+def test_the_chosen_configuration_is_the_best_image_to_recipe_on_val_and_test_never_counts():
+    df = fake_results().drop(columns="chosen")
+    best = best_on_val(df)
+    assert (best.model, best.score, best.latent_dim) == ("ridge", "cosine", 100)  # as fake_results is made
+    assert R.chosen(df).to_dict() == best[R.CONFIG_COLUMNS].to_dict()
+    cca = (df.model == "cca") & (df.latent_dim == 10)
+    df.loc[cca & (df.split == "test"), ["medr", "r10"]] = (0.1, 100.0)  # the best by far, on test only
+    df.loc[cca & (df.direction == "recipe2im"), ["medr", "r10"]] = (0.1, 100.0)  # and recipe→image
+    assert R.chosen(df).to_dict() == best[R.CONFIG_COLUMNS].to_dict()
+    df.loc[cca & (df.split == "val") & (df.direction == "im2recipe"), ["medr", "r10"]] = (0.1, 100.0)
+    assert R.chosen(df).model == "cca" and R.chosen(df).latent_dim == 10
 
 
 def test_paper_tables_are_10k_then_1k_with_the_paper_rows():

@@ -75,8 +75,23 @@ def test_evaluate_bags_seeded_and_informative():
     a = evaluate(Zi, Zt, "cosine", 100, 5, seed=7)
     b = evaluate(Zi, Zt, "cosine", 100, 5, seed=7)
     assert a == b
-    assert {r["direction"] for r in a} == {"im2recipe", "recipe2im"}
-    assert all(r["n_bags"] == 5 and r["bag_size"] == 100 and r["medr_std"] >= 0 for r in a)
+    assert [r["direction"] for r in a] == ["im2recipe", "recipe2im"]
+    assert all(r["n_bags"] == 5 and r["bag_size"] == 100 for r in a)
+    # by hand: five seeded bags of 100 pairs, each ranked by brute force; mean and spread over the bags
+    bag_rng = np.random.default_rng(7)
+    unit = lambda Z: Z / np.linalg.norm(Z, axis=1, keepdims=True)  # noqa: E731
+    bags = [bag_rng.choice(300, 100, replace=False) for _ in range(5)]
+    for row, (Q, G) in zip(a, ((Zi, Zt), (Zt, Zi))):
+        per_bag = {"medr": [], "r1": [], "r10": []}
+        for bag in bags:
+            r = brute_ranks(unit(Q[bag]), unit(G[bag]))
+            per_bag["medr"].append(np.median(r))
+            per_bag["r1"].append(100 * np.mean(r <= 1))
+            per_bag["r10"].append(100 * np.mean(r <= 10))
+        for m, values in per_bag.items():
+            assert row[m] == pytest.approx(np.mean(values)) and row[f"{m}_std"] == pytest.approx(np.std(values)), m
+            assert [float(v) for v in row[f"{m}_bags"].split(";")] == pytest.approx(values), m
+    assert all(row["r1_std"] > 0 for row in a)  # the bags differ: a spread to check
     noise = evaluate(rng.normal(size=(300, 10)), rng.normal(size=(300, 10)), "cosine", 100, 5, seed=7)
     assert a[0]["r1"] > 5 * noise[0]["r1"] + 1 and a[0]["medr"] < noise[0]["medr"]
 

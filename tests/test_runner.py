@@ -1,21 +1,15 @@
 """What people share from a run: pages without log noise, progress on the terminal instead, one zip that opens offline."""
 import re
-import shutil
 import subprocess
-import sys
-import uuid
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import SMALL
 
 from cmr_utils.report import share
 from cmr_utils.runner.notebooks import NOTEBOOKS
-from cmr_utils.runner.run import ROOT
-
-SMALL = ["demo_recipes=160", "text_kinds=[title, concat]", "models=[cca, ridge]", "latent_dims=[2, 16]",
-         "scores=[correlation]", "bag_sizes=[40]", "n_bags=3", "tsne_points=60", "n_examples=2"]
 
 
 def broken_links(folder: Path) -> list[str]:
@@ -53,34 +47,29 @@ def test_share_packs_the_pages_and_what_they_link_to(tmp_path):
 
 
 @pytest.mark.slow
-def test_clean_run_pages_progress_on_the_terminal_and_one_zip(tmp_path):
+def test_clean_run_pages_progress_on_the_terminal_and_one_zip(tmp_path, cli):
     params = tmp_path / "p.yaml"
     params.write_text(f"cache_dir: {tmp_path / 'cache'}\n")  # a fresh cache: every progress bar runs
-    name = f"pytest-clean-{uuid.uuid4().hex[:8]}"
-    run_dir, zipped = ROOT / "reports" / name, ROOT / "reports" / f"{name}.zip"
-    cmd = [sys.executable, "-m", "cmr_utils", "run", str(params), "--name", name, "--share",
-           *(a for s in SMALL for a in ("--set", s))]
-    try:
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-        assert out.returncode == 0, out.stdout + out.stderr[-3000:]
-        for bar in ("demo corpus", "train images (all) · efficientnet-lite0", "train title · minilm", "evaluate"):
-            assert f"{bar}: 100%" in out.stderr, bar  # progress reached the runner's terminal...
-        assert "Loading weights" not in out.stderr and "without encryption" not in out.stderr
-        for nb in NOTEBOOKS:  # ...and not the reports
-            page = (run_dir / f"{nb}.html").read_text()
-            outputs = [o for c in nbformat.read(run_dir / f"{nb}.ipynb", as_version=4).cells for o in c.get("outputs", [])]
-            assert not [o for o in outputs if o.get("name") == "stderr"], nb
-            assert 'data-mime-type="application/vnd.jupyter.stderr"' not in page, nb
-            assert not re.findall(r"[A-Za-z]+Warning\b", page), nb
-            assert not re.findall(r"""\bsrc=["']https?:""", page), nb  # nothing fetched from the network
-        with zipfile.ZipFile(zipped) as z:
-            z.extractall(tmp_path / "elsewhere")
-        shared = tmp_path / "elsewhere" / name
-        assert {"index.html", "results.csv", *(f"{nb}.html" for nb in NOTEBOOKS)} <= {p.name for p in shared.iterdir()}
-        assert broken_links(shared) == []
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        zipped.unlink(missing_ok=True)
+    name = "clean"
+    run_dir, zipped = tmp_path / "reports" / name, tmp_path / "reports" / f"{name}.zip"
+    cmd = cli("run", params, "--name", name, "--share", *(a for s in SMALL for a in ("--set", s)))
+    out = subprocess.run(cmd, cwd=tmp_path, env=cli.env, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    for bar in ("demo corpus", "train images (all) · efficientnet-lite0", "train title · minilm", "evaluate"):
+        assert f"{bar}: 100%" in out.stderr, bar  # progress reached the runner's terminal...
+    assert "Loading weights" not in out.stderr and "without encryption" not in out.stderr
+    for nb in NOTEBOOKS:  # ...and not the reports
+        page = (run_dir / f"{nb}.html").read_text()
+        outputs = [o for c in nbformat.read(run_dir / f"{nb}.ipynb", as_version=4).cells for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.get("name") == "stderr"], nb
+        assert 'data-mime-type="application/vnd.jupyter.stderr"' not in page, nb
+        assert not re.findall(r"[A-Za-z]+Warning\b", page), nb
+        assert not re.findall(r"""\bsrc=["']https?:""", page), nb  # nothing fetched from the network
+    with zipfile.ZipFile(zipped) as z:
+        z.extractall(tmp_path / "elsewhere")
+    shared = tmp_path / "elsewhere" / name
+    assert {"index.html", "results.csv", *(f"{nb}.html" for nb in NOTEBOOKS)} <= {p.name for p in shared.iterdir()}
+    assert broken_links(shared) == []
 
 
 def test_a_failed_run_keeps_the_previous_complete_report_readable(tmp_path, monkeypatch):

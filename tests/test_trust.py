@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_features import HashEncoder
-from test_given import make_given, vec, write
+from helpers import HashEncoder, make_given, vec, write
 
 from cmr_utils.features import store as F
 from cmr_utils.data import given

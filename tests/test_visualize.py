@@ -8,29 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from browser import in_browser
+from helpers import VIZ_KINDS as KINDS
 from matplotlib.text import Text
 from PIL import Image
-from test_pipeline import SMALL
 
 from cmr_utils.report import plots
 from cmr_utils.report import search
 from cmr_utils.evaluate import results as R
-from cmr_utils.runner import run as runner
-
-KINDS = ["title", "instructions"]
 
 
-def demo_run(tmp_path_factory):
-    """The SMALL demo run with two text kinds; a second module asking for it finds it up to date."""
-    base = tmp_path_factory.getbasetemp()
-    params = base / "viz.yaml"
-    params.write_text(f"cache_dir: {base / 'viz-cache'}\n")
-    return runner.run(params, SMALL + [f"text_kinds=[{', '.join(KINDS)}]"], name="viz", reports_dir=base / "reports")
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return demo_run(tmp_path_factory)
+@pytest.fixture
+def run_dir(demo_run):
+    return demo_run
 
 
 def texts(fig) -> str:
