@@ -14,6 +14,7 @@ from browser import in_browser
 from scipy import stats
 from test_report import STEPS, fake_results
 
+from cmr_utils import cli
 from cmr_utils.report import compare
 from cmr_utils.report import index as report
 from cmr_utils.report import runs_page
@@ -127,7 +128,7 @@ def test_tracking_uri_without_mlflow_stops_before_anything_runs(tmp_path, monkey
     params = tmp_path / "p.yaml"
     params.write_text("n_bags: 2\n")
     name = f"pytest-no-mlflow-{uuid.uuid4().hex[:8]}"
-    assert runner.main([str(params), "--set", f"tracking_uri={tmp_path / 'mlruns'}", "--name", name]) == 1
+    assert cli.main(["run", str(params), "--set", f"tracking_uri={tmp_path / 'mlruns'}", "--name", name]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MLflow" in err and "pip install -e '.[mlflow]'" in err
     assert not (runner.ROOT / "reports" / name).exists() and not (tmp_path / "mlruns").exists()
@@ -150,7 +151,7 @@ def demo_runs(tmp_path_factory):
 @pytest.mark.slow
 def test_compare_names_the_parameter_and_prints_the_differences(demo_runs, capsys):
     reports, _ = demo_runs
-    assert compare.main(["single", "grid/layer2", "--rows", "0", "--reports", str(reports)]) == 0
+    assert cli.main(["compare", "single", "grid/layer2", "--rows", "0", "--reports", str(reports)]) == 0
     out = capsys.readouterr().out
     c = compare.compare(reports / "single", reports / "grid" / "layer2", "single", "grid/layer2")
     assert [k for k, _, _ in c.params] == ["text_layer"] and c.provenance == []
@@ -176,7 +177,7 @@ def test_compare_names_the_parameter_and_prints_the_differences(demo_runs, capsy
 @pytest.mark.slow
 def test_compare_two_identical_runs_says_so(demo_runs, capsys):
     reports, _ = demo_runs
-    assert compare.main(["single", "grid/same", "--reports", str(reports)]) == 0
+    assert cli.main(["compare", "single", "grid/same", "--reports", str(reports)]) == 0
     out = capsys.readouterr().out
     assert "no difference" in out and "parameters that differ" not in out
     c = compare.compare(reports / "single", reports / "grid" / "same")

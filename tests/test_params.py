@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from cmr_utils import cli
 from cmr_utils.runner import params as P
 from cmr_utils.runner import notebooks as pipeline
 from cmr_utils.runner import run as R
@@ -80,7 +81,7 @@ def test_runner_rejects_typo_before_running_anything(tmp_path):
     f = tmp_path / "grid.yaml"
     f.write_text("demo_recipes: 100\nmodles: [cca]\n")
     t0 = time.time()
-    assert R.main([str(f), "--name", "typo"]) == 1
+    assert cli.main(["run", str(f), "--name", "typo"]) == 1
     assert time.time() - t0 < 10
     assert not (R.ROOT / "reports" / "typo").exists()
 
@@ -173,10 +174,10 @@ def test_up_to_date_stamps_cover_the_photos(demo_root, tmp_path):
 
 
 def test_a_set_typo_is_blamed_on_the_command_line(tmp_path, capsys):
-    assert R.main([str(R.ROOT / "params" / "demo.yaml"), "--set", "latent_dimz=[3]"]) == 1
+    assert cli.main(["run", str(R.ROOT / "params" / "demo.yaml"), "--set", "latent_dimz=[3]"]) == 1
     err = capsys.readouterr().err
     assert "--set: unknown parameter 'latent_dimz'; did you mean 'latent_dims'?" in err and "demo.yaml" not in err
-    assert R.main([str(R.ROOT / "params" / "demo.yaml"), "--set", "n_bags=ten"]) == 1
+    assert cli.main(["run", str(R.ROOT / "params" / "demo.yaml"), "--set", "n_bags=ten"]) == 1
     assert "--set: parameter 'n_bags'" in capsys.readouterr().err
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from test_visualize import demo_run
 
+from cmr_utils import cli
 from cmr_utils.report import search
 from cmr_utils import run_dir as rd
 from cmr_utils.features import extract as extraction
@@ -34,12 +35,12 @@ def test_test_photos_find_their_recipe(run_dir):
 def test_cli_answers_photos_and_texts_from_the_cache(run_dir, capsys, monkeypatch):
     photo = search.load(run_dir).index.path[0]
     monkeypatch.setattr(evaluation, "space", lambda *a: pytest.fail("the cached test latents were not used"))
-    assert search.main([str(run_dir), photo, "tomato soup", "--k", "3"]) == 0
+    assert cli.main(["search", str(run_dir), photo, "tomato soup", "--k", "3"]) == 0
     out = capsys.readouterr().out
     assert "→ recipes" in out and "recipe_id" in out and "→ photos" in out and ".jpg" in out
-    assert search.main([str(run_dir), "tomato soup", "--to", "recipes", "--kind", "instructions"]) == 0
+    assert cli.main(["search", str(run_dir), "tomato soup", "--to", "recipes", "--kind", "instructions"]) == 0
     assert "instructions: " in capsys.readouterr().out
-    assert search.main([str(run_dir), "x", "--kind", "nope"]) == 1
+    assert cli.main(["search", str(run_dir), "x", "--kind", "nope"]) == 1
     assert "text kind 'nope' is not in this run" in capsys.readouterr().err
 
 
@@ -56,7 +57,7 @@ def test_a_second_query_takes_under_a_second_and_prints_nothing_stray(run_dir, c
         assert time.perf_counter() - t0 < 1.0, query
     monkeypatch.setattr("sys.stdin", io.StringIO(f"chocolate cake\n{photo}\n\nnot read\n"))
     capfd.readouterr()
-    assert search.main([str(run_dir), "tomato soup", "--interactive", "--k", "3"]) == 0
+    assert cli.main(["search", str(run_dir), "tomato soup", "--interactive", "--k", "3"]) == 0
     out, err = capfd.readouterr()
     assert err == "" and "Loading" not in out
     assert "'tomato soup' → photos" in out and "'chocolate cake' → photos" in out and f"{photo!r} → recipes" in out

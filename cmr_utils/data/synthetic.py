@@ -12,7 +12,6 @@ drawn from its own seeded generator, so memory stays under 1 GB even at full sca
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from dataclasses import dataclass
@@ -299,17 +298,3 @@ def _text_blocks(split: _Split, world: _World, seed: int, kind: str):
         T += rng.standard_normal((stop - start, TEXT_NUISANCE_RANK), dtype=np.float32) @ world.text_nuisance[kind]
         T += noise * rng.standard_normal((stop - start, TEXT_DIM), dtype=np.float32)
         yield T
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: generate (or find) the corpus in the cache and print its folder."""
-    p = argparse.ArgumentParser(prog="python -m cmr_utils synthetic", description=__doc__.split("\n")[0])
-    p.add_argument("--scale", type=float, default=1.0, help="fraction of Recipe1M's recipe counts (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", default="cache")
-    args = p.parse_args(argv)
-    print(ensure(args.cache_dir, args.scale, args.seed))
-
-
-if __name__ == "__main__":
-    main()
