@@ -104,11 +104,6 @@ def built(dest: str | Path, build: Callable[[Path], None], done: str | Path | No
     return dest
 
 
-def save_npy(path: str | Path, array: np.ndarray) -> None:
-    with atomic_file(path) as tmp:
-        np.save(tmp, array)
-
-
 def write_npy(path: str | Path, shape: tuple[int, int], blocks, dtype=np.float32) -> None:
     """Write a 2-D .npy file from row blocks (in order), atomically, through plain writes.
 

@@ -13,14 +13,13 @@ drawn from its own seeded generator, so memory stays under 1 GB even at full sca
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cmr_utils.data.recipe1m import TEXT_KINDS
-from cmr_utils.io import atomic_dir, key, locked, write_npy
+from cmr_utils.io import atomic_dir, built, key, write_npy
 from cmr_utils.progress import bar as progress_bar
 
 VERSION = 1  # bump when the output of generate() changes
@@ -155,13 +154,7 @@ def generate(dest: str | Path, scale: float = 1.0, seed: int = 0, progress: bool
 def ensure(cache_dir: str | Path, scale: float = 1.0, seed: int = 0, progress: bool = True) -> Path:
     """The corpus for these settings under ``<cache_dir>/synthetic/``, generated once per cache."""
     root = Path(cache_dir) / "synthetic" / key(float(scale), seed, VERSION)  # scale 1 and 1.0 are one corpus
-    if not (root / "layer2.json").exists():
-        with locked(root):
-            if not (root / "layer2.json").exists():
-                if root.exists():
-                    shutil.rmtree(root)
-                generate(root, scale, seed, progress)
-    return root
+    return built(root, lambda dest: generate(dest, scale, seed, progress), done=root / "layer2.json")
 
 
 class _World:
