@@ -1,4 +1,6 @@
-"""Atomic writes and content keys, so an interrupted run never leaves a half-written cache entry."""
+"""Files the runs and the cache share: atomic writes, the one lock (filelock) and build-once helper (``built``),
+content keys, and row-wise ``.npy`` reading and writing, so an interrupted or parallel run never leaves or reads
+a half-written entry."""
 from __future__ import annotations
 
 import contextlib
