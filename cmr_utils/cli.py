@@ -22,10 +22,9 @@ from cmr_utils.paths import REPORTS
 ERRORS = (OSError, ValueError, RuntimeError)  # ParameterError is a ValueError
 
 
-def run(args) -> int:
+def run(args) -> None:
     from cmr_utils.runner import run as runner
     runner.run(args.params, args.overrides, args.name, args.show_code, jobs=args.jobs, share=args.share)
-    return 0
 
 
 def search(args) -> int:
@@ -35,16 +34,15 @@ def search(args) -> int:
     return 0 if S.session(args.run, args.queries, args.k, args.kind, args.to, args.interactive) else 1
 
 
-def share(args) -> int:
+def share(args) -> None:
     from cmr_utils.report.share import pack
     from cmr_utils.runner.run import claim  # a run writing the folder now would be packed half-written
     run_dir = Path(args.run_dir).resolve()
     with claim(run_dir) if run_dir.is_dir() else contextlib.nullcontext():
         print(f"[cmr] shared: {pack(run_dir)}", flush=True)
-    return 0
 
 
-def compare(args) -> int:
+def compare(args) -> None:
     from cmr_utils.report import compare as C
     if len(args.runs) < 2:
         args.parser.error("give at least two runs")
@@ -53,13 +51,11 @@ def compare(args) -> int:
         print(C.text(c, args.rows))
     print(f"✱ {C.RULE}")
     print(f"[cmr] page: {C.write_page(comparisons, Path(args.reports))}", flush=True)
-    return 0
 
 
-def synthetic(args) -> int:
+def synthetic(args) -> None:
     from cmr_utils.data.synthetic import ensure
     print(ensure(args.cache_dir, args.scale, args.seed))
-    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -106,10 +102,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (default: the process's), run the verb; its exit status."""
+    """Parse ``argv`` (default: the process's), run the verb; the exit status: 1 after an error, else the verb's or 0."""
     args = parser().parse_args(argv)
     try:
-        return args.call(args)
+        return args.call(args) or 0
     except ERRORS as e:  # one line: a traceback adds nothing here
         print(f"[cmr] error: {e}", file=sys.stderr)
         return 1
