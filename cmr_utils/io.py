@@ -1,4 +1,6 @@
-"""Atomic writes and content keys, so an interrupted run never leaves a half-written cache entry."""
+"""Files the runs and the cache share: atomic writes, the one lock (filelock) and build-once helper (``built``),
+content keys, and row-wise ``.npy`` reading and writing, so an interrupted or parallel run never leaves or reads
+a half-written entry."""
 from __future__ import annotations
 
 import contextlib
@@ -102,11 +104,6 @@ def built(dest: str | Path, build: Callable[[Path], None], done: str | Path | No
                 clean_temporaries(dest)
                 build(dest)
     return dest
-
-
-def save_npy(path: str | Path, array: np.ndarray) -> None:
-    with atomic_file(path) as tmp:
-        np.save(tmp, array)
 
 
 def write_npy(path: str | Path, shape: tuple[int, int], blocks, dtype=np.float32) -> None:

@@ -1,5 +1,4 @@
 """Many runs, one view: the runs page, ``compare`` and MLflow logging, on generated results and on real demo runs."""
-import functools
 import json
 import re
 import sys
@@ -14,6 +13,7 @@ from browser import in_browser
 from helpers import SMALL, STEPS, fake_results
 from scipy import stats
 
+from cmr_utils import cli
 from cmr_utils.report import compare
 from cmr_utils.report import index as report
 from cmr_utils.report import runs_page
@@ -123,8 +123,8 @@ def test_tracking_uri_without_mlflow_stops_before_anything_runs(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError
     params = tmp_path / "p.yaml"
     params.write_text("n_bags: 2\n")
-    monkeypatch.setattr(runner, "run", functools.partial(runner.run, reports_dir=tmp_path / "reports"))
-    assert runner.main([str(params), "--set", f"tracking_uri={tmp_path / 'mlruns'}", "--name", "no-mlflow"]) == 1
+    assert cli.main(["run", str(params), "--set", f"tracking_uri={tmp_path / 'mlruns'}", "--name", "no-mlflow",
+                     "--reports", str(tmp_path / "reports")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MLflow" in err and "pip install -e '.[mlflow]'" in err
     assert not (tmp_path / "reports").exists() and not (tmp_path / "mlruns").exists()
@@ -147,7 +147,7 @@ def demo_runs(tmp_path_factory):
 @pytest.mark.slow
 def test_compare_names_the_parameter_and_prints_the_differences(demo_runs, capsys):
     reports, _ = demo_runs
-    assert compare.main(["single", "grid/layer2", "--rows", "0", "--reports", str(reports)]) == 0
+    assert cli.main(["compare", "single", "grid/layer2", "--rows", "0", "--reports", str(reports)]) == 0
     out = capsys.readouterr().out
     c = compare.compare(reports / "single", reports / "grid" / "layer2", "single", "grid/layer2")
     assert [k for k, _, _ in c.params] == ["text_layer"] and c.provenance == []
@@ -173,7 +173,7 @@ def test_compare_names_the_parameter_and_prints_the_differences(demo_runs, capsy
 @pytest.mark.slow
 def test_compare_two_identical_runs_says_so(demo_runs, capsys):
     reports, _ = demo_runs
-    assert compare.main(["single", "grid/same", "--reports", str(reports)]) == 0
+    assert cli.main(["compare", "single", "grid/same", "--reports", str(reports)]) == 0
     out = capsys.readouterr().out
     assert "no difference" in out and "parameters that differ" not in out
     c = compare.compare(reports / "single", reports / "grid" / "same")

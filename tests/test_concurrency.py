@@ -13,7 +13,7 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from cmr_utils.runner import run as R
-with R._claim(Path(sys.argv[1])):
+with R.claim(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
 """

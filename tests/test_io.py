@@ -15,6 +15,7 @@ import papermill
 import pytest
 from helpers import fake_results
 
+from cmr_utils import cli
 from cmr_utils.data import demo
 from cmr_utils.features import store as features
 from cmr_utils import io
@@ -185,7 +186,7 @@ def test_an_os_error_at_the_command_line_is_one_line(tmp_path, monkeypatch, caps
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/shared/cache/features/abc.lock")
     monkeypatch.setattr(R, "run", denied)
-    assert R.main([str(tmp_path / "p.yaml")]) == 1
+    assert cli.main(["run", str(tmp_path / "p.yaml")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("[cmr] error: ") and "abc.lock" in err and err.count("\n") == 1, err
 

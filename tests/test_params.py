@@ -1,8 +1,8 @@
-import functools
 import re
 
 import pytest
 
+from cmr_utils import cli
 from cmr_utils.runner import kernelspec
 from cmr_utils.runner import params as P
 from cmr_utils.runner import notebooks as pipeline
@@ -81,9 +81,8 @@ def test_runner_rejects_typo_before_running_anything(tmp_path, monkeypatch, caps
     """(How fast the refusal comes: benchmarks/early_stops.py.)"""
     f = tmp_path / "grid.yaml"
     f.write_text("demo_recipes: 100\nmodles: [cca]\n")
-    monkeypatch.setattr(R, "run", functools.partial(R.run, reports_dir=tmp_path / "reports"))
     monkeypatch.setattr(kernelspec, "execute", lambda *a, **k: pytest.fail("a notebook ran"))
-    assert R.main([str(f), "--name", "typo"]) == 1
+    assert cli.main(["run", str(f), "--name", "typo", "--reports", str(tmp_path / "reports")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("[cmr] error: ") and "modles" in err and "'models'" in err and err.count("\n") == 1
     assert not (tmp_path / "reports").exists()
@@ -176,12 +175,12 @@ def test_up_to_date_stamps_cover_the_photos(demo_root, tmp_path):
     assert inputs_key({"data_dir": str(root)}) != before
 
 
-def test_a_set_typo_is_blamed_on_the_command_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(R, "run", functools.partial(R.run, reports_dir=tmp_path / "reports"))
-    assert R.main([str(R.ROOT / "params" / "demo.yaml"), "--set", "latent_dimz=[3]"]) == 1
+def test_a_set_typo_is_blamed_on_the_command_line(tmp_path, capsys):
+    assert cli.main(["run", str(R.ROOT / "params" / "demo.yaml"), "--set", "latent_dimz=[3]",
+                     "--reports", str(tmp_path / "reports")]) == 1
     err = capsys.readouterr().err
     assert "--set: unknown parameter 'latent_dimz'; did you mean 'latent_dims'?" in err and "demo.yaml" not in err
-    assert R.main([str(R.ROOT / "params" / "demo.yaml"), "--set", "n_bags=ten"]) == 1
+    assert cli.main(["run", str(R.ROOT / "params" / "demo.yaml"), "--set", "n_bags=ten"]) == 1
     assert "--set: parameter 'n_bags'" in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()
 

@@ -1,6 +1,7 @@
 """What people share from a run: pages without log noise, progress on the terminal instead, one zip that opens offline."""
 import re
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import nbformat
 import pytest
 from helpers import SMALL
 
+from cmr_utils.paths import ROOT
 from cmr_utils.report import share
 from cmr_utils.runner.notebooks import NOTEBOOKS
 
@@ -96,3 +98,20 @@ def test_a_failed_run_keeps_the_previous_complete_report_readable(tmp_path, monk
     assert broken_links(previous) == ["index.html -> ../index.html"]  # back to the failed run, outside the copy
     version["n"] = 3
     assert R.run_point({"n_bags": 3}, run_dir)[1] is None and not previous.exists()
+
+
+@pytest.mark.parametrize("verb", ["run", "search", "share", "compare", "synthetic"])
+def test_every_verb_answers_help_without_loading_torch(verb):
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "cmr_utils", verb, "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and f"python -m cmr_utils {verb}" in done.stdout, done.stderr[-2000:]
+    assert not [line for line in done.stderr.splitlines() if line.rsplit("|", 1)[-1].strip() == "torch"]
+
+
+@pytest.mark.parametrize("argv", [["share", "{tmp}/missing"], ["compare", "{tmp}/a", "{tmp}/b"],
+                                  ["search", "{tmp}/nowhere", "soup"], ["run", "{tmp}/missing.yaml"]])
+def test_every_verb_reports_an_error_in_one_line(tmp_path, capsys, argv):
+    from cmr_utils import cli
+    assert cli.main([a.format(tmp=tmp_path) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("[cmr] error: ") and err.count("\n") == 1, err

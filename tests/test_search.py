@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cmr_utils import cli
 from cmr_utils.report import search
 from cmr_utils import run_dir as rd
 from cmr_utils.features import extract as extraction
@@ -34,12 +35,12 @@ def test_test_photos_find_their_recipe(run_dir):
 def test_cli_answers_photos_and_texts_from_the_cache(run_dir, capsys, monkeypatch):
     photo = search.load(run_dir).index.path[0]
     monkeypatch.setattr(evaluation, "space", lambda *a: pytest.fail("the cached test latents were not used"))
-    assert search.main([str(run_dir), photo, "tomato soup", "--k", "3"]) == 0
+    assert cli.main(["search", str(run_dir), photo, "tomato soup", "--k", "3"]) == 0
     out = capsys.readouterr().out
     assert "→ recipes" in out and "recipe_id" in out and "→ photos" in out and ".jpg" in out
-    assert search.main([str(run_dir), "tomato soup", "--to", "recipes", "--kind", "instructions"]) == 0
+    assert cli.main(["search", str(run_dir), "tomato soup", "--to", "recipes", "--kind", "instructions"]) == 0
     assert "instructions: " in capsys.readouterr().out
-    assert search.main([str(run_dir), "x", "--kind", "nope"]) == 1
+    assert cli.main(["search", str(run_dir), "x", "--kind", "nope"]) == 1
     assert "text kind 'nope' is not in this run" in capsys.readouterr().err
 
 
@@ -60,7 +61,7 @@ def test_the_encoders_load_once_per_process_and_print_nothing_stray(run_dir, cap
         gallery.search([query])
     monkeypatch.setattr("sys.stdin", io.StringIO(f"chocolate cake\n{photo}\n\nnot read\n"))
     capfd.readouterr()
-    assert search.main([str(run_dir), "tomato soup", "--interactive", "--k", "3"]) == 0
+    assert cli.main(["search", str(run_dir), "tomato soup", "--interactive", "--k", "3"]) == 0
     out, err = capfd.readouterr()
     assert sorted(loads) == ["ImageEncoder", "TextEncoder"]  # later queries, and the CLI, reuse them
     assert err == "" and "Loading" not in out

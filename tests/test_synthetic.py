@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from cmr_utils import cli
 from cmr_utils.data import given
 from cmr_utils.evaluate import retrieval
 from cmr_utils.data import synthetic
@@ -88,7 +89,7 @@ def test_planted_signal_is_learnable_but_not_perfect(corpus, ds):
 
 
 def test_ensure_generates_once_and_cli_prints_it(tmp_path, capsys):
-    synthetic.main(["--scale", str(SCALE), "--seed", "1", "--cache-dir", str(tmp_path)])
+    cli.main(["synthetic", "--scale", str(SCALE), "--seed", "1", "--cache-dir", str(tmp_path)])
     root = synthetic.ensure(tmp_path, scale=SCALE, seed=1, progress=False)
     assert capsys.readouterr().out.strip() == str(root)
     assert root.parent == tmp_path / "synthetic" and (root / "given" / "image_train.npy").is_file()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from helpers import HashEncoder, make_given, vec, write
 
+from cmr_utils import cli
 from cmr_utils.features import store as F
 from cmr_utils.data import given
 from cmr_utils import run_dir as rd
@@ -267,28 +268,27 @@ def test_a_run_name_that_leaves_reports_is_refused(tmp_path, name):
 def test_the_run_lock_covers_folders_inside_and_around(tmp_path):
     from cmr_utils.runner import run as R
     reports = tmp_path / "reports"
-    with R._claim(reports / "g", reports):
+    with R.claim(reports / "g", reports):
         with pytest.raises(RuntimeError, match="in use"):
-            with R._claim(reports / "g" / "pt", reports):
+            with R.claim(reports / "g" / "pt", reports):
                 pass
-    with R._claim(reports / "g" / "pt", reports):
+    with R.claim(reports / "g" / "pt", reports):
         with pytest.raises(RuntimeError, match="in use"):
-            with R._claim(reports / "g", reports):
+            with R.claim(reports / "g", reports):
                 pass
-        with R._claim(reports / "h", reports):  # a sibling is free
+        with R.claim(reports / "h", reports):  # a sibling is free
             pass
 
 
 def test_share_takes_the_run_lock(tmp_path, capsys):
     from cmr_utils.runner import run as R
-    from cmr_utils.report import share
     run_dir = tmp_path / "reports" / "r"
     run_dir.mkdir(parents=True)
     (run_dir / "index.html").write_text("<html><body>hi</body></html>")
-    with R._claim(run_dir):
-        assert share.main([str(run_dir)]) == 1
+    with R.claim(run_dir):
+        assert cli.main(["share", str(run_dir)]) == 1
     assert "in use" in capsys.readouterr().err and not (tmp_path / "reports" / "r.zip").exists()
-    assert share.main([str(run_dir)]) == 0 and (tmp_path / "reports" / "r.zip").exists()
+    assert cli.main(["share", str(run_dir)]) == 0 and (tmp_path / "reports" / "r.zip").exists()
 
 
 # ---------------------------------------------------------------- 9: leftovers, terminals, caches that cannot run code
@@ -321,7 +321,7 @@ def test_search_prints_titles_without_their_control_sequences(monkeypatch, capsy
             return [pd.DataFrame({"score": [0.9], "recipe_id": ["0000004096"], "title": ["Pie\x1b]0;pwned\x07\x1b[2J\x9b"],
                                   "match": [False]}, index=pd.RangeIndex(1, 2, name="rank"))]
     monkeypatch.setattr(search, "load", lambda run_dir, kind=None: Stub())
-    assert search.main(["somewhere", "apple pie"]) == 0
+    assert cli.main(["search", "somewhere", "apple pie"]) == 0
     out = capsys.readouterr().out
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", out) and "Pie\\x1b]0;pwned\\x07\\x1b[2J\\x9b" in out
     assert "0000004096" in out

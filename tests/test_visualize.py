@@ -143,14 +143,14 @@ def test_example_photos_are_square_whatever_their_shape(tmp_path):
     path = tmp_path / "wide.jpg"
     Image.new("RGB", (400, 150), "orange").save(path)
     fig, ax = plt.subplots()
-    plots._photo(ax, path, "a caption")
+    plots.photos._photo(ax, path, "a caption")
     assert ax.images[0].get_array().shape[:2] == (192, 192)
     plt.close(fig)
 
 
 def test_scraped_titles_draw_without_missing_glyphs(tmp_path):
     """Real Recipe1M titles carry Windows-1252 punctuation read as Latin-1 (\\x96 for an en dash)."""
-    caption = plots._caption("Chicken \x96 Rice with \x93Salsa\x94\x81")
+    caption = plots.photos._caption("Chicken \x96 Rice with \x93Salsa\x94\x81")
     assert caption == "Chicken – Rice with\n“Salsa”"
     fig, ax = plt.subplots()
     with warnings.catch_warnings():

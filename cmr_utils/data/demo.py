@@ -13,13 +13,12 @@ loader as Recipe1M.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from cmr_utils.io import atomic_dir, locked
+from cmr_utils.io import atomic_dir, built
 from cmr_utils.progress import bar as progress_bar
 
 VERSION = 2  # bump when the output of generate() changes
@@ -145,13 +144,7 @@ def generate(root: str | Path, n_recipes: int = 3000, seed: int = 0, progress: b
 def ensure(cache_dir: str | Path, n_recipes: int = 3000, seed: int = 0) -> Path:
     """Return the demo corpus for these settings, generating it once per cache (a finished one needs no write access)."""
     root = Path(cache_dir) / "data" / f"demo-v{VERSION}-n{n_recipes}-s{seed}"
-    if not (root / "layer2.json").exists():
-        with locked(root):
-            if not (root / "layer2.json").exists():
-                if root.exists():
-                    shutil.rmtree(root)
-                generate(root, n_recipes, seed)
-    return root
+    return built(root, lambda dest: generate(dest, n_recipes, seed), done=root / "layer2.json")
 
 
 def _unique_hex(rng: np.random.Generator, n: int) -> list[str]:

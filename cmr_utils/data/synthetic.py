@@ -12,16 +12,14 @@ drawn from its own seeded generator, so memory stays under 1 GB even at full sca
 """
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cmr_utils.data.recipe1m import TEXT_KINDS
-from cmr_utils.io import atomic_dir, key, locked, write_npy
+from cmr_utils.io import atomic_dir, built, key, write_npy
 from cmr_utils.progress import bar as progress_bar
 
 VERSION = 1  # bump when the output of generate() changes
@@ -156,13 +154,7 @@ def generate(dest: str | Path, scale: float = 1.0, seed: int = 0, progress: bool
 def ensure(cache_dir: str | Path, scale: float = 1.0, seed: int = 0, progress: bool = True) -> Path:
     """The corpus for these settings under ``<cache_dir>/synthetic/``, generated once per cache."""
     root = Path(cache_dir) / "synthetic" / key(float(scale), seed, VERSION)  # scale 1 and 1.0 are one corpus
-    if not (root / "layer2.json").exists():
-        with locked(root):
-            if not (root / "layer2.json").exists():
-                if root.exists():
-                    shutil.rmtree(root)
-                generate(root, scale, seed, progress)
-    return root
+    return built(root, lambda dest: generate(dest, scale, seed, progress), done=root / "layer2.json")
 
 
 class _World:
@@ -299,17 +291,3 @@ def _text_blocks(split: _Split, world: _World, seed: int, kind: str):
         T += rng.standard_normal((stop - start, TEXT_NUISANCE_RANK), dtype=np.float32) @ world.text_nuisance[kind]
         T += noise * rng.standard_normal((stop - start, TEXT_DIM), dtype=np.float32)
         yield T
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: generate (or find) the corpus in the cache and print its folder."""
-    p = argparse.ArgumentParser(prog="python -m cmr_utils synthetic", description=__doc__.split("\n")[0])
-    p.add_argument("--scale", type=float, default=1.0, help="fraction of Recipe1M's recipe counts (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", default="cache")
-    args = p.parse_args(argv)
-    print(ensure(args.cache_dir, args.scale, args.seed))
-
-
-if __name__ == "__main__":
-    main()

@@ -18,8 +18,6 @@ by chance.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +73,12 @@ def resolve(run: str, reports_dir: Path = REPORTS) -> tuple[Path, str]:
     label = str(path.relative_to(Path(reports_dir).resolve())) if path.is_relative_to(Path(reports_dir).resolve()) \
         else path.name
     return path, label
+
+
+def against_first(runs: list[str], reports_dir: Path = REPORTS) -> list[Comparison]:
+    """Every run after the first compared with the first (names as ``resolve`` reads them)."""
+    (a_dir, a), *rest = [resolve(r, reports_dir) for r in runs]
+    return [compare(a_dir, b_dir, a, b) for b_dir, b in rest]
 
 
 def compare(a_dir: Path, b_dir: Path, a: str = "a", b: str = "b") -> Comparison:
@@ -217,30 +221,3 @@ def _datatable(df: pd.DataFrame, table_id: str) -> str:
         layout={"topStart": "pageLength", "topEnd": "search", "bottomStart": "info", "bottomEnd": "paging"},
         columnControl=["order", "searchDropdown"], ordering={"indicators": False, "handler": False},
         classes="display compact nowrap cell-border", display_logo_when_loading=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cmr_utils compare", description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+", metavar="RUN", help="run folders or names under reports/ (RUN/point for a "
-                                                          "grid point); each is compared with the first")
-    ap.add_argument("--rows", type=int, default=20, help="test rows printed per comparison (0: all; default 20)")
-    ap.add_argument("--reports", default=str(REPORTS), help="where run names are looked up and the page is written")
-    args = ap.parse_args(argv)
-    if len(args.runs) < 2:
-        ap.error("give at least two runs")
-    try:
-        found = [resolve(r, Path(args.reports)) for r in args.runs]
-        (a_dir, a), rest = found[0], found[1:]
-        comparisons = [compare(a_dir, b_dir, a, b) for b_dir, b in rest]
-        for c in comparisons:
-            print(text(c, args.rows))
-        print(f"✱ {RULE}")
-        print(f"[cmr] page: {write_page(comparisons, Path(args.reports))}", flush=True)
-    except (OSError, ValueError) as e:
-        print(f"[cmr] error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,6 @@ pass and one matrix product: well under a second at Recipe1M's 51k test pairs
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -193,28 +192,15 @@ def find(run_dir, queries: list[str], k: int = 10, kind: str | None = None, to: 
     return load(run_dir, kind).search(queries, k, to)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cmr_utils search", description=__doc__.split("\n")[0])
-    ap.add_argument("run", help="run folder, or its name under reports/")
-    ap.add_argument("queries", nargs="*", metavar="QUERY", help="a photo file or a text")
-    ap.add_argument("--k", type=int, default=10, help="results per query (default 10)")
-    ap.add_argument("--kind", help="text kind whose best configuration on val to use (default: the chosen one)")
-    ap.add_argument("--to", choices=["recipes", "photos"], help="what to find (default: the other modality)")
-    ap.add_argument("-i", "--interactive", action="store_true",
-                    help="then read one query a line until an empty line or end of input: the encoders load once")
-    args = ap.parse_args(argv)
-    if not (args.queries or args.interactive):
-        ap.error("give a QUERY, or --interactive")
-    run_dir = Path(args.run) if Path(args.run).is_dir() else REPORTS / args.run
-    try:
-        gallery = load(run_dir, args.kind)
-        ok = all([_answer(gallery, q, args.k, args.to) for q in args.queries])
-    except (ValueError, FileNotFoundError) as e:
-        print(f"[cmr] error: {e}", file=sys.stderr)
-        return 1
-    while args.interactive and (query := _ask()):
-        ok = _answer(gallery, query, args.k, args.to) and ok
-    return 0 if ok else 1
+def session(run: str, queries: list[str], k: int = 10, kind: str | None = None, to: str | None = None,
+            interactive: bool = False) -> bool:
+    """Print the hits of ``queries``, then (``interactive``) of one query a line from stdin until an empty one,
+    in run ``run`` (a folder or a name under reports/); whether every query had hits."""
+    gallery = load(Path(run) if Path(run).is_dir() else REPORTS / run, kind)
+    ok = all([_answer(gallery, q, k, to) for q in queries])
+    while interactive and (query := _ask()):
+        ok = _answer(gallery, query, k, to) and ok
+    return ok
 
 
 def _ask() -> str:
@@ -241,7 +227,3 @@ def printable(text: str) -> str:
     """Text from the data as a terminal shows it literally: control characters (escape sequences that could
     recolour, retitle or rewrite the terminal) written as ``\\xNN`` escapes."""
     return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", str(text))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,9 +9,6 @@ as broken as it is in the folder; the run's internals (stamps, kernel spec, lock
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import sys
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -61,22 +58,3 @@ def linked(run_dir: Path) -> set[Path]:
         if f.suffix == ".html":
             todo += [(f.parent / link).resolve() for link in local_links(f)]
     return files
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cmr_utils share", description=__doc__.split("\n")[0])
-    ap.add_argument("run_dir", help="a run folder, e.g. reports/demo")
-    args = ap.parse_args(argv)
-    from cmr_utils.runner.run import _claim  # the run lock: a run writing the folder now would be packed half-written
-    run_dir = Path(args.run_dir).resolve()
-    try:
-        with _claim(run_dir) if run_dir.is_dir() else contextlib.nullcontext():
-            print(f"[cmr] shared: {pack(run_dir)}", flush=True)
-    except (OSError, RuntimeError) as e:
-        print(f"[cmr] error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,8 +17,8 @@ from cmr_utils.evaluate import results as R
 
 METRICS = {"medr": "medR", "r1": "R@1", "r5": "R@5", "r10": "R@10"}
 DIRECTIONS = {"im2recipe": "image → recipe", "recipe2im": "recipe → image"}
-PAPER = {"model": "cca", "score": "correlation"}
-PAPER_DIMS = (50, 768)
+PAPER = {"model": "cca", "latent_dim": 50, "score": "correlation"}  # the paper's configuration, in tables and figures
+PAPER_DIMS = (50, 768)  # the latent dimensions its Tables 1 and 2 report
 PAPER_PROTOCOLS = {"10k": "Table 1", "1k": "Table 2"}
 LEAD = {"text_kind": "text kind", "features": "features", "point": "point", "latent_dim": "dim"}
 
@@ -42,15 +42,16 @@ def keys(results: pd.DataFrame) -> list[str]:
 
 
 def chosen_config(results: pd.DataFrame) -> pd.Series:
-    """The chosen configuration; in a grid, that of the point whose choice is best on val."""
-    return R.ranked(R.main_rows(results[results.chosen], "val", "im2recipe")).iloc[0][keys(results)]
+    """The chosen configuration; in a grid, that of the point whose choice is best on val (``results.chosen``
+    among the rows marked chosen), with its point."""
+    return results.loc[R.chosen(results[results.chosen]).name, keys(results)]
 
 
 def paper_config(results: pd.DataFrame, chosen: pd.Series) -> pd.Series | None:
     """The paper's configuration (cca, dim 50, correlation) with the chosen text kind (and point)
     where it exists, else its best on val; None when the results lack it."""
     rows = R.main_rows(results, "val", "im2recipe")
-    rows = rows[(rows.model == PAPER["model"]) & (rows.score == PAPER["score"]) & (rows.latent_dim == 50)]
+    rows = rows[(rows.model == PAPER["model"]) & (rows.score == PAPER["score"]) & (rows.latent_dim == PAPER["latent_dim"])]
     for col in ("text_kind", "point"):
         if col in rows and (rows[col] == chosen[col]).any():
             rows = rows[rows[col] == chosen[col]]
@@ -210,5 +211,6 @@ def _blocks(results: pd.DataFrame, chosen: pd.Series) -> list[tuple[str, dict]]:
         return [("Paper's model and score (plain CCA, correlation), also the chosen one", mine)]
     shrink = "" if chosen.model == "cca" else f", shrinkage {chosen.shrinkage:g}"
     has_paper = ((results.model == PAPER["model"]) & (results.score == PAPER["score"])).any()
-    return ([("Paper: plain CCA, correlation score", PAPER)] if has_paper else []) \
+    paper = {"model": PAPER["model"], "score": PAPER["score"]}  # at every dimension the tables show
+    return ([("Paper: plain CCA, correlation score", paper)] if has_paper else []) \
         + [(f"Chosen: {chosen.model}{shrink}, {chosen.score} score", mine)]

@@ -1,6 +1,6 @@
 """Run the four notebooks headlessly: jupytext -> papermill -> nbconvert, into ``reports/<run>/``.
 
-    python -m cmr_utils run params/demo.yaml [--set key=value ...] [--name RUN] [--show-code] [-j N] [--share]
+    python -m cmr_utils run params/demo.yaml [--set key=value ...] [--name RUN] [--show-code] [-j N] [--share]  # cmr_utils.cli
 
 Parameters come from the YAML file (``--set`` overrides single keys) and are checked against the
 notebooks' ``parameters`` cells before anything runs. Each notebook gets the keys it declares,
@@ -15,16 +15,14 @@ files are unchanged since its last successful run in the same folder is not run 
 Progress bars go to this terminal, not into the reports (``cmr_utils.runner.kernelspec``); ``--share``
 packs the run into ``reports/<run>.zip`` (``cmr_utils.report.share``).
 
-This module is the command line and the order of work; each step is a module of its own.
+This module is the order of work (the command line is ``cmr_utils.cli``); each step is a module of its own.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import multiprocessing
 import os
 import re
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -66,7 +64,7 @@ def run(params_file: str | Path, overrides: list[str] = (), name: str | None = N
     found = list(dict.fromkeys(p for _, point in points for p in preflight.problems(point)))
     if found:  # before the run folder is touched: its last report stays as it was
         raise P.ParameterError("; ".join(found) + f" (nothing ran; {run_dir.name} is unchanged)")
-    with _claim(run_dir, Path(reports_dir).resolve()), _cluster(points) as (points, ran_on):
+    with claim(run_dir, Path(reports_dir).resolve()), _cluster(points) as (points, ran_on):
         try:
             _run(points, run_dir, show_code, jobs, ran_on)
         finally:  # a failed run is listed and logged too, as failed
@@ -134,7 +132,7 @@ def run_folder(reports_dir: str | Path, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def _claim(run_dir: Path, root: Path | None = None):
+def claim(run_dir: Path, root: Path | None = None):
     """Hold ``run_dir/.lock`` (which names this process) for the whole run: a second run on the same folder, or on
     a folder inside or around it (up to ``root``), stops at once rather than interleave its files with ours."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -237,25 +235,3 @@ def run_point(params: dict, run_dir: Path, show_code: bool = False, quiet: bool 
     write_index(run_dir, steps, shown, ran_on)
     runs_page.record(run_dir, steps)
     return steps, error
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cmr_utils run", description=__doc__.split("\n")[0])
-    ap.add_argument("params", help="YAML file of parameters, e.g. params/demo.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one parameter (value parsed as YAML); repeatable")
-    ap.add_argument("--name", help="run name: the folder under reports/ (default: the params file's stem)")
-    ap.add_argument("--show-code", action="store_true", help="keep code cells in the HTML reports")
-    ap.add_argument("-j", "--jobs", type=int, default=1, help="grid points run in parallel (default 1)")
-    ap.add_argument("--share", action="store_true", help="also write reports/<run>.zip, readable offline")
-    args = ap.parse_args(argv)
-    try:
-        run(args.params, args.overrides, args.name, args.show_code, jobs=args.jobs, share=args.share)
-    except (P.ParameterError, RuntimeError, OSError) as e:  # one line: a traceback adds nothing here
-        print(f"[cmr] error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
