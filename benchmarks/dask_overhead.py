@@ -22,7 +22,8 @@ from cmr_utils import cluster
 from cmr_utils.data import demo
 from cmr_utils.features import store as F
 from cmr_utils.data.recipe1m import Recipe1M
-from cmr_utils.features.encoders import ImageEncoder, _loaded
+from cmr_utils.features.images import ImageEncoder
+from cmr_utils.features.weights import loaded as _loaded
 
 
 def extract(ds, cache: Path, client=None) -> tuple[float, np.ndarray]:

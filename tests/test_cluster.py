@@ -13,7 +13,8 @@ import torch
 from cmr_utils import cluster
 from cmr_utils.features import store as F
 from cmr_utils.data.recipe1m import Recipe1M
-from cmr_utils.features.encoders import ImageEncoder, TextEncoder
+from cmr_utils.features.images import ImageEncoder
+from cmr_utils.features.text import TextEncoder
 from cmr_utils.io import NpyRows, write_npy
 from cmr_utils.fit.linear import RidgeCCA
 from cmr_utils.fit.moments import Moments

@@ -11,7 +11,8 @@ from PIL import Image
 from cmr_utils.data import given
 from cmr_utils.features import store as F
 from cmr_utils.data.recipe1m import Recipe1M
-from cmr_utils.features.encoders import ImageEncoder, load_image
+from cmr_utils.data.photos import load_image
+from cmr_utils.features.images import ImageEncoder
 
 
 def png_header_only(width, height):

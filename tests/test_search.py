@@ -13,7 +13,8 @@ from cmr_utils.report import search
 from cmr_utils import run_dir as rd
 from cmr_utils.features import extract as extraction
 from cmr_utils.evaluate import stage as evaluation
-from cmr_utils.features.encoders import ImageEncoder, TextEncoder
+from cmr_utils.features.images import ImageEncoder
+from cmr_utils.features.text import TextEncoder
 
 
 @pytest.fixture

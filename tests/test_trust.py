@@ -121,7 +121,7 @@ def test_replacing_image_weights_bytes_changes_the_features_key_and_the_stamp(tm
     import torch
 
     from cmr_utils.runner import stamps
-    from cmr_utils.features.encoders import EfficientNetLite0, ImageEncoder
+    from cmr_utils.features.images import EfficientNetLite0, ImageEncoder
     weights = tmp_path / "lite0.pth"
     shutil.copy(EfficientNetLite0.bundled(), weights)
     params = {"image_weights": str(weights), "cache_dir": str(tmp_path / "cache")}
@@ -136,7 +136,8 @@ def test_replacing_image_weights_bytes_changes_the_features_key_and_the_stamp(tm
 
 def test_replacing_a_text_model_folders_files_changes_the_features_key_and_the_stamp(tmp_path):
     from cmr_utils.runner import stamps
-    from cmr_utils.features.encoders import TEXT_MODELS, TextEncoder
+    from cmr_utils.features.text import TextEncoder
+    from cmr_utils.features.weights import TEXT_MODELS
     folder = tmp_path / "my-model"
     shutil.copytree(TEXT_MODELS["minilm"](), folder)
     params = {"text_encoder": str(folder), "cache_dir": str(tmp_path / "cache")}

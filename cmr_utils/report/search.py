@@ -187,11 +187,6 @@ def galleries(run_dir) -> dict[str, Gallery]:
     return {k: load(run, k) for k in kinds}
 
 
-def find(run_dir, queries: list[str], k: int = 10, kind: str | None = None, to: str | None = None) -> list[pd.DataFrame]:
-    """``Gallery.search`` in the run's chosen configuration (or ``kind``'s best)."""
-    return load(run_dir, kind).search(queries, k, to)
-
-
 def session(run: str, queries: list[str], k: int = 10, kind: str | None = None, to: str | None = None,
             interactive: bool = False) -> bool:
     """Print the hits of ``queries``, then (``interactive``) of one query a line from stdin until an empty one,
