@@ -18,7 +18,7 @@ from cmr_utils.data.photos import load_image
 from cmr_utils.features import runtimes
 from cmr_utils.features.names import IMAGE_ENCODERS, IMAGE_NORMALIZATIONS, IMAGE_VIEWS
 from cmr_utils.features.runtimes import device_of
-from cmr_utils.features.weights import Shipped, differs, ticker
+from cmr_utils.features.weights import Shipped, ticker
 from cmr_utils.io import content_hash
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -194,12 +194,10 @@ class ImageEncoder(Shipped):
         if config["name"] not in BACKBONES:
             raise ValueError(f"the run's image encoder {config['name']!r} is not one of {', '.join(IMAGE_ENCODERS)}")
         own = list(BACKBONES[config["name"]].mean)
-        encoder = cls(config["name"], views=config.get("views", 1),
-                      normalization="own" if config.get("mean", own) == own else "imagenet",
-                      backend=config.get("backend", "torch"), precision=config.get("precision", "float32"), **kwargs)
-        if differs(encoder.config, config):
-            raise ValueError(f"the run's image encoder was {config}, this machine builds {encoder.config}")
-        return encoder
+        return cls(config["name"], views=config.get("views", 1),
+                   normalization="own" if config.get("mean", own) == own else "imagenet",
+                   backend=config.get("backend", "torch"), precision=config.get("precision", "float32"),
+                   **kwargs).matching(config, "image")
 
     @property
     def config(self) -> dict:

@@ -14,7 +14,7 @@ import torch
 
 from cmr_utils.features import runtimes
 from cmr_utils.features.runtimes import device_of
-from cmr_utils.features.weights import TEXT_MODELS, Shipped, differs, model_folder, ticker
+from cmr_utils.features.weights import TEXT_MODELS, Shipped, model_folder, ticker
 from cmr_utils.io import content_hash
 
 LONG_TEXTS = {True: "windows overlapping by half, token-weighted mean", False: "truncated at max_length"}
@@ -74,12 +74,10 @@ class TextEncoder(Shipped):
     @classmethod
     def like(cls, config: dict, **kwargs) -> "TextEncoder":
         """The encoder whose ``config`` this is (as a run's features.json stores it)."""
-        encoder = cls(config["name"], config["layer"], config["pooling"], config["max_length"],
-                      windows=config.get("long_texts") != LONG_TEXTS[False],
-                      backend=config.get("backend", "torch"), precision=config.get("precision", "float32"), **kwargs)
-        if differs(encoder.config, config):
-            raise ValueError(f"the run's text encoder was {config}, this machine builds {encoder.config}")
-        return encoder
+        return cls(config["name"], config["layer"], config["pooling"], config["max_length"],
+                   windows=config.get("long_texts") != LONG_TEXTS[False],
+                   backend=config.get("backend", "torch"), precision=config.get("precision", "float32"),
+                   **kwargs).matching(config, "text")
 
     @property
     def config(self) -> dict:

@@ -79,6 +79,12 @@ class Shipped:
     def __reduce__(self):
         return loaded, (type(self), self._args)
 
+    def matching(self, config: dict, what: str):
+        """This encoder, if it makes the vectors ``config`` (a run's features.json) describes; else ValueError."""
+        if differs(self.config, config):
+            raise ValueError(f"the run's {what} encoder was {config}, this machine builds {self.config}")
+        return self
+
 
 def loaded(cls, args: dict):
     k = (cls.__name__, repr(sorted(args.items())))
