@@ -13,15 +13,6 @@ from cmr_utils.paths import ROOT
 SHARED = Path(os.environ.get("CMR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "epicurious-r1m"))
 
 # `python -m cmr_utils ARGS` with the runner's reports folder moved to argv[1] (its CLI has no option for it)
-CLI = """
-import functools, runpy, sys
-from cmr_utils.runner import run as R
-R.run = functools.partial(R.run, reports_dir=sys.argv[1])
-sys.argv = ["cmr_utils", *sys.argv[2:]]
-runpy.run_module("cmr_utils", run_name="__main__", alter_sys=True)
-"""
-
-
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory):
     """A small generated corpus in Recipe1M layout (read-only for tests)."""
@@ -47,9 +38,9 @@ def demo_run(tmp_path_factory):
 
 @pytest.fixture
 def cli(tmp_path):
-    """``cli(*args)``: the argv of ``python -m cmr_utils *args`` whose runs write under ``tmp_path/reports``,
+    """``cli(verb, *args)``: the argv of ``python -m cmr_utils verb *args --reports tmp_path/reports`` (run, compare),
     never into the repository's reports/ (run it with cwd=tmp_path, env=cli.env)."""
     def command(*args):
-        return [sys.executable, "-c", CLI, str(tmp_path / "reports"), *map(str, args)]
+        return [sys.executable, "-m", "cmr_utils", *map(str, args), "--reports", str(tmp_path / "reports")]
     command.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return command

@@ -40,7 +40,7 @@ def test_bad_files_say_what_is_wrong(tmp_path):
 def test_given_features_align_to_the_loader_pairs(demo_root, tmp_path, by):
     ds = Recipe1M(demo_root)
     make_given(ds, tmp_path / "given", by=by)
-    m = extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
+    extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
                        given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
     assert m["source"] == "given"
     for split in SPLITS:
@@ -76,10 +76,10 @@ def test_fortran_ordered_npy_image_features_align_to_the_loader_pairs(demo_root,
         with np.load(old) as z:
             write(old.with_suffix(".npy"), list(z["ids"]), np.asfortranarray(z["X"]))
         old.unlink()
-    m = extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
-                           given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
+    extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
+                       given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
     for split in SPLITS:
-        X, _, index = rd.pairs(m, "title", split)
+        X, _, index = rd.RunDir(tmp_path / "run").pairs("title", split)
         np.testing.assert_array_equal(np.asarray(X), np.stack([vec(im) for im in index.image_id]))
 
 
