@@ -175,6 +175,26 @@ def test_up_to_date_stamps_cover_the_photos(demo_root, tmp_path):
     assert inputs_key({"data_dir": str(root)}) != before
 
 
+def test_stamps_and_the_runs_page_cover_every_source_file_of_the_subpackages(tmp_path, monkeypatch):
+    """A change in any module of any subpackage (here fit/) reruns the notebooks and marks recorded runs out of date."""
+    from cmr_utils import paths
+    from cmr_utils.report import runs_page
+    from cmr_utils.runner import stamps
+    package = tmp_path / "cmr_utils"
+    (package / "fit").mkdir(parents=True)
+    (package / "io.py").write_text("x = 1\n")
+    (package / "fit" / "space.py").write_text("y = 1\n")
+    monkeypatch.setattr(paths, "PACKAGE", package)
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    monkeypatch.setattr(stamps, "PACKAGE", package)
+    monkeypatch.setattr(runs_page, "ROOT", tmp_path)
+    monkeypatch.setattr(runs_page, "NOTEBOOK_DIR", tmp_path / "notebooks")
+    before = stamps.inputs_key({}), runs_page.code_key()
+    (package / "fit" / "space.py").write_text("y = 2\n")
+    after = stamps.inputs_key({}), runs_page.code_key()
+    assert before[0] != after[0] and before[1] != after[1]
+
+
 def test_a_set_typo_is_blamed_on_the_command_line(tmp_path, capsys):
     assert cli.main(["run", str(R.ROOT / "params" / "demo.yaml"), "--set", "latent_dimz=[3]",
                      "--reports", str(tmp_path / "reports")]) == 1
