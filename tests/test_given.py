@@ -42,7 +42,7 @@ def test_given_features_align_to_the_loader_pairs(demo_root, tmp_path, by):
     make_given(ds, tmp_path / "given", by=by)
     extraction.extract(tmp_path / "run", tmp_path / "cache", demo_root, text_kinds=["title"],
                        given_dir=tmp_path / "given", given_allow_pickle=True, progress=False)
-    assert m["source"] == "given"
+    assert rd.RunDir(tmp_path / "run").manifest["source"] == "given"
     for split in SPLITS:
         X, Y, index = rd.RunDir(tmp_path / "run").pairs("title", split)
         n = sum(len(r.images) for r in ds.split(split)) if (split == "train" and by == "image") else len(ds.split(split))
