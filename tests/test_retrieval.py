@@ -120,3 +120,16 @@ def test_non_finite_scores_never_make_a_hit():
         assert r[3] == 20 and r[7] == 20  # worst rank, never rank 0 or 1
         assert (r >= 1).all() and (r <= 20).all()
         assert (r[ok] >= clean).all()  # a non-finite candidate can only push the truth down
+
+
+def test_ranks_in_a_forked_child_after_the_parent_ranked():
+    """The ranking threads are kept per process: a child forked after its parent ranked must start its own,
+    not wait forever on threads that fork did not copy."""
+    import multiprocessing as mp
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(1500, 8)), rng.normal(size=(1500, 8))
+    expected = ranks(A, B, chunk=256)
+    with mp.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(ranks, (A, B), {"chunk": 256}).get(timeout=60)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])

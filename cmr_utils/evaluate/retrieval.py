@@ -7,12 +7,14 @@ infinite score counts against the query too: it can never make a hit.
 """
 from __future__ import annotations
 
+import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from cmr_utils.cluster import cores
 
@@ -47,6 +49,21 @@ def normalize(Z: np.ndarray, score: str, corrs: np.ndarray | None = None, power:
         raise ValueError(f"unknown score {score!r}; choose from {BASES}")
     norms = np.linalg.norm(Z, axis=1, keepdims=True)
     return Z / np.where(norms > 0, norms, 1.0)
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The process's BLAS libraries, found once: finding them reads /proc and cost more than ranking a 1k bag."""
+    return ThreadpoolController()
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool of ranking threads per process (starting threads per call cost as much as the ranking)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="ranks")
+
+
+os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of its parent's threads
 
 
 def ranks(A: np.ndarray, B: np.ndarray, pa: np.ndarray | None = None, pb: np.ndarray | None = None,
@@ -94,12 +111,8 @@ def ranks(A: np.ndarray, B: np.ndarray, pa: np.ndarray | None = None, pb: np.nda
     starts = range(0, n, chunk)
     threads = cores()
     # numpy's comparisons use one core: a chunk per core, each GEMM on one BLAS thread (however many cores)
-    with threadpool_limits(1, user_api="blas"):
-        if threads > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                parts = list(pool.map(part, starts))
-        else:
-            parts = [part(s) for s in starts]
+    with _blas().limit(limits=1, user_api="blas"):
+        parts = list(_pool(threads).map(part, starts)) if threads > 1 else [part(s) for s in starts]
     for s, (a, b) in zip(starts, parts):
         a2b[s:s + len(a)] = a
         b2a += b
