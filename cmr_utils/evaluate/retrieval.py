@@ -143,7 +143,7 @@ def penalty(gallery: np.ndarray, bank: np.ndarray, hub: str, chunk: int = 4096) 
     gallery, bank = np.asarray(gallery, np.float32), np.asarray(bank, np.float32)
     out = np.empty(len(gallery), np.float64)
     k = min(CSLS_K, len(bank))
-    with threadpool_limits(1, user_api="blas"):
+    with _blas().limit(limits=1, user_api="blas"):
         for s in range(0, len(gallery), chunk):
             S = (gallery[s:s + chunk] @ bank.T).astype(np.float64)
             out[s:s + len(S)] = np.partition(S, -k, axis=1)[:, -k:].mean(1) / 2 if hub == "csls" else \
