@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from cmr_utils import cluster
 from cmr_utils.evaluate import retrieval
 
 
@@ -36,13 +37,13 @@ def bare(A, B):
 
 def former(A, B):
     """``ranks`` as it ran before: BLAS libraries found and threads started anew for every call."""
-    kept = retrieval._blas, retrieval._pool
+    kept = cluster._blas, retrieval._pool
     with ThreadPoolExecutor(retrieval.cores()) as pool:
-        retrieval._blas, retrieval._pool = ThreadpoolController, lambda threads: pool
+        cluster._blas, retrieval._pool = ThreadpoolController, lambda threads: pool
         try:
             return retrieval.ranks(A, B)
         finally:
-            retrieval._blas, retrieval._pool = kept
+            cluster._blas, retrieval._pool = kept
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from cmr_utils.progress import bar
 
@@ -89,11 +89,22 @@ def cores() -> int:
     return max(1, min(n, int(os.environ.get("OMP_NUM_THREADS") or n)))
 
 
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread, so a GEMM's bits do not depend on the cores; the
+    process's BLAS libraries are found once (finding them reads /proc: slower than a 1k-pair GEMM)."""
+    return _blas().limit(limits=1, user_api="blas")
+
+
 def _in_threads(fn: Callable, tasks: list[tuple], threads: int) -> Iterator:
     """``fn(*t)`` for each task, in task order, on ``threads`` threads, each on one BLAS thread (set here: the
     BLAS's thread count is one setting for the process, which threadpoolctl leaves to the thread that
     holds it); at most twice ``threads`` results wait to be taken."""
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+    with one_blas_thread(), ThreadPoolExecutor(threads) as pool:
         pending = collections.deque()
         for t in tasks:
             pending.append(pool.submit(fn, *t))

@@ -14,9 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
-from threadpoolctl import ThreadpoolController
 
-from cmr_utils.cluster import cores
+from cmr_utils.cluster import cores, one_blas_thread
 
 BASES = ("correlation", "cosine", "weighted")
 # hubness corrections on top of a base score ("weighted+csls"): each gallery item's score is lowered by
@@ -49,12 +48,6 @@ def normalize(Z: np.ndarray, score: str, corrs: np.ndarray | None = None, power:
         raise ValueError(f"unknown score {score!r}; choose from {BASES}")
     norms = np.linalg.norm(Z, axis=1, keepdims=True)
     return Z / np.where(norms > 0, norms, 1.0)
-
-
-@functools.cache
-def _blas() -> ThreadpoolController:
-    """The process's BLAS libraries, found once: finding them reads /proc and cost more than ranking a 1k bag."""
-    return ThreadpoolController()
 
 
 @functools.cache
@@ -111,7 +104,7 @@ def ranks(A: np.ndarray, B: np.ndarray, pa: np.ndarray | None = None, pb: np.nda
     starts = range(0, n, chunk)
     threads = cores()
     # numpy's comparisons use one core: a chunk per core, each GEMM on one BLAS thread (however many cores)
-    with _blas().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         parts = list(_pool(threads).map(part, starts)) if threads > 1 else [part(s) for s in starts]
     for s, (a, b) in zip(starts, parts):
         a2b[s:s + len(a)] = a
@@ -143,7 +136,7 @@ def penalty(gallery: np.ndarray, bank: np.ndarray, hub: str, chunk: int = 4096) 
     gallery, bank = np.asarray(gallery, np.float32), np.asarray(bank, np.float32)
     out = np.empty(len(gallery), np.float64)
     k = min(CSLS_K, len(bank))
-    with _blas().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         for s in range(0, len(gallery), chunk):
             S = (gallery[s:s + chunk] @ bank.T).astype(np.float64)
             out[s:s + len(S)] = np.partition(S, -k, axis=1)[:, -k:].mean(1) / 2 if hub == "csls" else \

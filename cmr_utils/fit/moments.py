@@ -4,7 +4,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from cmr_utils import cluster
 from cmr_utils.io import atomic_file
@@ -117,7 +116,7 @@ def _sums(X, Y, lo: int, hi: int, shift_x, shift_y, dtype, chunk_size: int) -> l
     sx, sy = np.zeros(p), np.zeros(q)
     Sxx, Syy, Sxy = np.zeros((p, p)), np.zeros((q, q)), np.zeros((p, q))
     sx_, sy_ = shift_x.astype(dtype), shift_y.astype(dtype)
-    with threadpool_limits(1, user_api="blas"):  # a GEMM's rounding depends on the threads that split it
+    with cluster.one_blas_thread():  # a GEMM's rounding depends on the threads that split it
         for s in range(lo, hi, chunk_size):
             e = min(s + chunk_size, hi)
             a, b = _centred(X[s:e], sx_, dtype), _centred(Y[s:e], sy_, dtype)

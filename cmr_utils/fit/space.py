@@ -4,8 +4,8 @@ import copy
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from threadpoolctl import threadpool_limits
 
+from cmr_utils.cluster import one_blas_thread
 from cmr_utils.fit.moments import Moments
 
 
@@ -40,7 +40,7 @@ class Space(BaseEstimator):
     def _project(self, i: int, V) -> np.ndarray:
         """Latent vectors, on one BLAS thread: the same bits in this process and on a Dask worker."""
         F, c = (V if self.maps_[i] is None else self.maps_[i].rows(V)), self.chunk_size
-        with threadpool_limits(1, user_api="blas"):
+        with one_blas_thread():
             return np.concatenate([(np.asarray(F[s:s + c], np.float64) - self.means_[i]) @ self.weights_[i]
                                    for s in range(0, max(len(V), 1), c)])
 
