@@ -23,6 +23,15 @@ def test_same_seed_same_bytes_other_seed_other_corpus(tmp_path, demo_root):
     assert digest(other) != digest(demo_root)
 
 
+def test_the_corpus_is_the_same_written_by_one_process_or_several(tmp_path, demo_root, monkeypatch):
+    """Recipes are rendered by a process per core: how many must not change a byte."""
+    monkeypatch.setattr(demo, "_processes", lambda: 1)
+    alone = demo.generate(tmp_path / "alone", n_recipes=60, seed=3, progress=False)
+    monkeypatch.setattr(demo, "_processes", lambda: 3)
+    three = demo.generate(tmp_path / "three", n_recipes=60, seed=3, progress=False)
+    assert digest(alone) == digest(three) == digest(demo_root)
+
+
 def test_recipe1m_layout(demo_root):
     layer1 = json.loads((demo_root / "layer1.json").read_text())
     assert {r["partition"] for r in layer1} == {"train", "val", "test"}

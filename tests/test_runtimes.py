@@ -129,15 +129,16 @@ def test_progress_moves_within_a_task_in_this_process(monkeypatch):
     assert [n for n in steps if n] == [1] * 5  # item by item, never more than the tasks' weights
 
 
-def test_openvino_features_do_not_depend_on_the_thread_count(real, cache):
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_runtime_features_do_not_depend_on_the_thread_count(real, cache, backend):
     """What makes extraction the same bits in this process (all cores) and on a Dask worker (one)."""
     paths, texts = real
     before, out = torch.get_num_threads(), []
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            images = ImageEncoder("efficientnet-lite0", num_workers=0, backend="openvino", cache_dir=cache)
-            text = TextEncoder("minilm", batch_size=4, backend="openvino", cache_dir=cache)
+            images = ImageEncoder("efficientnet-lite0", num_workers=0, backend=backend, cache_dir=cache)
+            text = TextEncoder("minilm", batch_size=4, backend=backend, cache_dir=cache)
             assert runtimes.threads() == n
             out.append((images.encode(paths[:8], progress=False)[0], text.encode(texts[:8], progress=False)))
     finally:

@@ -12,7 +12,11 @@ loader as Recipe1M.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +110,11 @@ _HEX = np.array(list("0123456789abcdef"))
 
 
 def generate(root: str | Path, n_recipes: int = 3000, seed: int = 0, progress: bool = True) -> Path:
-    """Write a corpus of ``n_recipes`` to ``root`` (replaced atomically) and return it."""
+    """Write a corpus of ``n_recipes`` to ``root`` (replaced atomically) and return it.
+
+    Each recipe draws from its own seeded generator, so recipes are written by a process per core
+    (rendering the photos is the cost) and the corpus is the same whatever the number of processes.
+    """
     root = Path(root)
     rng = np.random.default_rng(seed)
     n_train = int(round(n_recipes * SPLITS[0][1]))
@@ -115,30 +123,40 @@ def generate(root: str | Path, n_recipes: int = 3000, seed: int = 0, progress: b
     ids = _unique_hex(rng, 2 * n_recipes + n_recipes * 3)
     bases = _bases(rng)
     recipe_seeds = rng.integers(0, 2**63, size=n_recipes)
-    layer1, layer2 = [], []
     with atomic_dir(root) as tmp:
-        for i in progress_bar(range(n_recipes), desc="demo corpus", disable=not progress, unit="recipe"):
-            r = np.random.default_rng(recipe_seeds[i])
-            recipe = _recipe(r, bases)
-            rid = ids[i]
-            layer1.append({
-                "id": rid, "title": recipe["title"], "partition": partitions[i],
-                "ingredients": [{"text": t} for t in recipe["ingredient_lines"]],
-                "instructions": [{"text": t} for t in recipe["steps"]],
-                "url": f"demo://recipe/{rid}",
-            })
-            n_images = 1 + int(r.random() < 0.35)
-            images = []
-            for k in range(n_images):
-                image_id = ids[n_recipes + 3 * i + k] + ".jpg"
-                path = tmp / "images" / partitions[i] / Path(*image_id[:4]) / image_id
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _render(recipe, r).save(path, quality=90)
-                images.append({"id": image_id, "url": f"demo://image/{image_id}"})
-            layer2.append({"id": rid, "images": images})
-        (tmp / "layer1.json").write_text(json.dumps(layer1))
-        (tmp / "layer2.json").write_text(json.dumps(layer2))
+        jobs = [(ids[i], partitions[i], recipe_seeds[i], ids[n_recipes + 3 * i:n_recipes + 3 * i + 2], tmp, bases)
+                for i in range(n_recipes)]
+        processes = _processes()
+        with ProcessPoolExecutor(processes) if processes > 1 else contextlib.nullcontext() as pool:
+            written = list(progress_bar(pool.map(_write, jobs, chunksize=32) if pool else map(_write, jobs),
+                                        total=n_recipes, desc="demo corpus", disable=not progress, unit="recipe"))
+        layer1, layer2 = zip(*written) if written else ((), ())
+        (tmp / "layer1.json").write_text(json.dumps(list(layer1)))
+        (tmp / "layer2.json").write_text(json.dumps(list(layer2)))
     return root
+
+
+def _processes() -> int:
+    """One per core this process may use; just this one where it may start none (a Dask worker: a daemon)."""
+    return 1 if multiprocessing.current_process().daemon else len(os.sched_getaffinity(0))
+
+
+def _write(job: tuple) -> tuple[dict, dict]:
+    """One recipe (its layer1 and layer2 entries), its one or two photos written under ``tmp``."""
+    rid, partition, recipe_seed, image_ids, tmp, bases = job
+    r = np.random.default_rng(recipe_seed)
+    recipe = _recipe(r, bases)
+    entry = {"id": rid, "title": recipe["title"], "partition": partition,
+             "ingredients": [{"text": t} for t in recipe["ingredient_lines"]],
+             "instructions": [{"text": t} for t in recipe["steps"]],
+             "url": f"demo://recipe/{rid}"}
+    images = []
+    for image_id in [f"{h}.jpg" for h in image_ids[:1 + int(r.random() < 0.35)]]:
+        path = tmp / "images" / partition / Path(*image_id[:4]) / image_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _render(recipe, r).save(path, quality=90)
+        images.append({"id": image_id, "url": f"demo://image/{image_id}"})
+    return entry, {"id": rid, "images": images}
 
 
 def ensure(cache_dir: str | Path, n_recipes: int = 3000, seed: int = 0) -> Path:

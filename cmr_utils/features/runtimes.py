@@ -23,9 +23,11 @@ import torch
 from cmr_utils.features.names import BACKENDS, PRECISIONS
 from cmr_utils.io import atomic_dir, built, key
 
-# fastest first on this project's CPU, float32: OpenVINO runs Lite2 3.1x torch's speed, but mpnet's
-# variable-length batches at 0.74x, so ``auto`` leaves texts to torch
-CPU_PREFERENCE = {"image": ("openvino", "onnxruntime", "torch"), "text": ("torch",)}
+# fastest first on this project's CPU, float32, through the whole extraction path
+# (benchmarks/extraction_throughput.py): ONNX Runtime runs Lite2 on real photos at 3.2x torch's
+# speed and OpenVINO at 2.5x (Lite0 on the demo: 4.9x and 3.6x); texts gain 1.1x at best and
+# mpnet's variable-length batches once ran at 0.74x, so ``auto`` leaves texts to torch
+CPU_PREFERENCE = {"image": ("onnxruntime", "openvino", "torch"), "text": ("torch",)}
 PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}  # backend -> the module it imports
 
 
