@@ -1,7 +1,9 @@
 """The 04 report's figures and the interactive shared space, on a small demo run and on synthetic results."""
 import itertools
 import json
+import os
 import warnings
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -125,6 +127,27 @@ def test_medr_curves_tell_every_score_apart_hubness_corrected_ones_included():
               if h.get_label().startswith("score: ")}
     assert sorted(legend) == sorted(f"score: {s}" for s in SCORES) and len(set(legend.values())) == len(SCORES)
     plt.close("all")
+
+
+def test_tsne_maps_are_one_thread_maps_whatever_the_cores(monkeypatch):
+    """A shared report's map must not depend on the machine that drew it: openTSNE's threads (its
+    neighbour index, its gradient sums) change the layout, so each kind's map is openTSNE's
+    one-thread map, the kinds drawn side by side."""
+    from openTSNE import TSNE
+    rng, n = np.random.default_rng(0), 550  # 1,100 points: openTSNE's approximate neighbours, built in threads
+    index = pd.DataFrame({"recipe_id": [f"r{i}" for i in range(n)], "path": "",
+                          "title": [f"{['tomato', 'lemon', 'beef', 'rice'][i % 4]} soup" for i in range(n)]})
+    galleries = {kind: SimpleNamespace(photos=rng.normal(size=(n, 8)), recipes=rng.normal(size=(n, 8)),
+                                       index=index, label=kind) for kind in KINDS[:2]}
+    layouts = []
+    for cores in (1, 4):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+        layouts.append(plots.tsne_layout(galleries, seed=0))
+    pd.testing.assert_frame_equal(*layouts)
+    for kind, g in galleries.items():
+        alone = TSNE(n_components=2, perplexity=30, initialization="pca", n_jobs=1, random_state=0).fit(
+            np.vstack([g.photos, g.recipes]))
+        np.testing.assert_array_equal(layouts[0].loc[layouts[0].kind == kind, ["x", "y"]].to_numpy(), alone)
 
 
 def test_recipe_groups_are_named_by_distinctive_title_words():

@@ -3,8 +3,10 @@ by recipe groups that a cook can read (clusters named by their most distinctive 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -40,14 +42,15 @@ def recipe_groups(Z_txt: np.ndarray, titles: list[str], n_groups: int = 12, seed
     return np.array([names[c] for c in labels])
 
 
-def tsne_2d(Z: np.ndarray, seed: int = 0, n_jobs: int = -1) -> np.ndarray:
+def tsne_2d(Z: np.ndarray, seed: int = 0) -> np.ndarray:
     """2-D openTSNE embedding, seeded, PCA-initialised; gradients FFT-accelerated from 10k points
     (openTSNE's "auto": Barnes-Hut below, where it is ~20x faster than FFT's fixed grid cost).
 
-    Beyond ``LARGE`` points (all of Recipe1M's test pairs: ~100k) the neighbours are searched on
-    the first 50 principal components and the optimisation runs half of openTSNE's default
-    iterations (125 exaggerated + 250), with its learning rate n / 12 that makes that enough:
-    about a minute per text kind on two cores instead of three.
+    One thread: openTSNE's threads sum the gradient in another order, so a layout would depend on the
+    machine's cores (``tsne_layout`` runs the text kinds side by side instead). Beyond ``LARGE`` points
+    (all of Recipe1M's test pairs: ~100k) the neighbours are searched on the first 50 principal
+    components and the optimisation runs half of openTSNE's default iterations (125 exaggerated +
+    250), with its learning rate n / 12 that makes that enough.
     """
     from openTSNE import TSNE
     Z = np.asarray(Z, np.float64)
@@ -55,7 +58,7 @@ def tsne_2d(Z: np.ndarray, seed: int = 0, n_jobs: int = -1) -> np.ndarray:
     if large and Z.shape[1] > 50:
         Z = PCA(50, random_state=seed).fit_transform(Z)
     tsne = TSNE(n_components=2, perplexity=min(30.0, (len(Z) - 1) / 3), initialization="pca",
-                negative_gradient_method="auto", n_jobs=n_jobs, random_state=seed,
+                negative_gradient_method="auto", n_jobs=1, random_state=seed,
                 **({"early_exaggeration_iter": 125, "n_iter": 250} if large else {}))
     return np.asarray(tsne.fit(Z))
 
@@ -63,22 +66,23 @@ def tsne_2d(Z: np.ndarray, seed: int = 0, n_jobs: int = -1) -> np.ndarray:
 LARGE = 20_000
 
 
-def tsne_layout(galleries: dict, seed: int = 0, max_pairs: int | None = None, n_jobs: int = -1) -> pd.DataFrame:
-    """Every test pair's photo and recipe in 2-D, per text kind (one t-SNE each), grouped by the first gallery's
-    recipe clusters so colours mean the same in every panel; ``max_pairs`` (seeded) caps the pairs."""
+def tsne_layout(galleries: dict, seed: int = 0, max_pairs: int | None = None) -> pd.DataFrame:
+    """Every test pair's photo and recipe in 2-D, per text kind (one t-SNE each, a kind per core at a time),
+    grouped by the first gallery's recipe clusters so colours mean the same in every panel; ``max_pairs``
+    (seeded) caps the pairs."""
     first = next(iter(galleries.values()))
     n = len(first.index)
     pairs = np.arange(n) if not max_pairs or max_pairs >= n else \
         np.sort(np.random.default_rng(seed).choice(n, max_pairs, replace=False))
     info = first.index.iloc[pairs][["recipe_id", "title", "path"]].reset_index(drop=True)
     info["group"] = recipe_groups(first.recipes[pairs], list(info.title), seed=seed)
-    frames = []
-    for kind, g in progress_bar(galleries.items(), desc=f"t-SNE of {len(pairs):,} pairs", unit="kind",
-                                disable=len(pairs) <= LARGE):
-        xy = tsne_2d(np.vstack([g.photos[pairs], g.recipes[pairs]]), seed, n_jobs)
-        frames.append(pd.concat([info] * 2, ignore_index=True).assign(
-            kind=kind, space=g.label, modality=np.repeat(list(MODALITIES), len(pairs)),
-            pair=np.tile(pairs, 2), x=xy[:, 0], y=xy[:, 1]))
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:  # openTSNE's loops release the GIL
+        maps = pool.map(lambda g: tsne_2d(np.vstack([g.photos[pairs], g.recipes[pairs]]), seed), galleries.values())
+        xys = list(progress_bar(maps, total=len(galleries), desc=f"t-SNE of {len(pairs):,} pairs", unit="kind",
+                                disable=len(pairs) <= LARGE))
+    frames = [pd.concat([info] * 2, ignore_index=True).assign(
+        kind=kind, space=g.label, modality=np.repeat(list(MODALITIES), len(pairs)),
+        pair=np.tile(pairs, 2), x=xy[:, 0], y=xy[:, 1]) for (kind, g), xy in zip(galleries.items(), xys)]
     return pd.concat(frames, ignore_index=True)
 
 
