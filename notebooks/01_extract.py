@@ -42,6 +42,8 @@ ingredients = "raw"  # "raw" ingredient lines, or "detected": the names in Recip
 text_kinds = ["title", "ingredients", "instructions", "all"]  # and "concat" (concat_parts side by side), "lexical"
 concat_parts = ["title", "ingredients", "instructions"]  # what "concat" stacks; add "lexical" for the TF-IDF view
 lexical_dims = 256  # "lexical": TF-IDF of ingredient + instruction words, fitted on train, TruncatedSVD to this many
+lexical_parts = ["ingredients", "instructions"]  # the text kinds whose words "lexical" reads (also "title")
+lexical_ngrams = 1  # 2: word pairs too ("olive oil")
 batch_size = 32
 num_workers = 2
 device = None  # None: CUDA when available, else CPU
@@ -60,7 +62,8 @@ from cmr_utils.features import extract as extraction
 run_dir, cache_dir = rd.run_folder("01_extract", globals()), rd.cache_folder(cache_dir)
 corpus = extraction.Corpus(data_dir=data_dir, demo_recipes=demo_recipes, demo_seed=demo_seed,
                            synthetic_scale=synthetic_scale, ingredients=ingredients)
-kinds = extraction.TextKinds(kinds=text_kinds, concat_parts=concat_parts, lexical_dims=lexical_dims)
+kinds = extraction.TextKinds(kinds=text_kinds, concat_parts=concat_parts, lexical_dims=lexical_dims,
+                             lexical_parts=lexical_parts, lexical_ngrams=lexical_ngrams)
 encoders = extraction.Encoders(
     text=extraction.TextSettings(name=text_encoder, layer=text_layer, pooling=text_pooling, windows=text_windows),
     image=extraction.ImageSettings(name=image_encoder, weights=image_weights, views=image_views,

@@ -67,7 +67,8 @@ def test_deterministic_and_the_stored_model_maps_as_extraction_did(corpus, tmp_p
 
 def test_cached_model_and_entries_are_reused(corpus, tmp_path, monkeypatch):
     fits, fit = [], Lexical.fit
-    monkeypatch.setattr(Lexical, "fit", classmethod(lambda cls, texts, dims: fits.append(dims) or fit(texts, dims)))
+    monkeypatch.setattr(Lexical, "fit", classmethod(lambda cls, texts, dims, ngrams=1: fits.append(dims)
+                                                    or fit(texts, dims, ngrams)))
     first, _ = lexical.features(corpus, tmp_path, 16)
     assert fits == [16]
     assert lexical.features(corpus, tmp_path, 16)[0] == first and fits == [16]
@@ -77,6 +78,24 @@ def test_cached_model_and_entries_are_reused(corpus, tmp_path, monkeypatch):
     assert fits == [16]
     lexical.features(corpus, tmp_path, 8)
     assert fits == [16, 8]  # other settings: another model
+
+
+def test_title_words_and_word_pairs_on_request(corpus, tmp_path):
+    for r in corpus.split("train")[:3]:  # a word only titles use
+        r.title = f"{WORD} pie"
+    plain, plain_model = lexical.features(corpus, tmp_path, 16)
+    titled, titled_model = lexical.features(corpus, tmp_path, 16, parts=("title", "ingredients", "instructions"))
+    assert WORD not in Lexical.load(plain_model).words and WORD in Lexical.load(titled_model).words
+    assert F.Features.load(titled["train"]).meta["encoder"]["parts"] == ["title", "ingredients", "instructions"]
+    paired, paired_model = lexical.features(corpus, tmp_path, 16, ngrams=2)
+    words = Lexical.load(paired_model).words
+    assert any(" " in w for w in words) and not any(" " in w for w in Lexical.load(plain_model).words)
+    test = corpus.split("test")  # the stored model maps word pairs as extraction did
+    np.testing.assert_array_equal(Lexical.load(paired_model).transform([lexical.text(r) for r in test]),
+                                  _x(paired["test"]))
+    assert len({plain_model, titled_model, paired_model}) == 3  # each setting its own model
+    with pytest.raises(ValueError, match="lexical_parts must be distinct text kinds"):
+        lexical.features(corpus, tmp_path, 16, parts=("all",))
 
 
 def test_recipe_without_ingredients_or_instructions_is_skipped(corpus, tmp_path):

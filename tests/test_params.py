@@ -103,9 +103,10 @@ def test_path_parameters_expand_environment_variables(monkeypatch):
     ("text_kinds", ["titel"], "'concat'"), ("scores", ["dot"], "'weighted'"), ("models", ["pls"], "'exact'"),
     ("image_encoder", "vgg", "'resnet50'"), ("text_pooling", "max", "'cls'"), ("ingredients", "parsed", "'detected'"),
     ("concat_parts", ["title", "concat"], "'lexical'"), ("concat_parts", ["title", "title"], "distinct"),
-    ("lexical_dims", 0, "≥ 1"),
+    ("lexical_dims", 0, "≥ 1"), ("lexical_ngrams", 3, "≤ 2"), ("lexical_parts", ["all"], "'title'"),
+    ("lexical_parts", ["title", "title"], "distinct"),
     *[(name, [], "non-empty") for name in ("text_kinds", "models", "latent_dims", "shrinkage", "scores", "bag_sizes",
-                                          "concat_parts")],
+                                          "concat_parts", "lexical_parts")],
 ])
 def test_out_of_range_value_names_parameter_file_and_accepted_values(name, value, accepted):
     with pytest.raises(P.ParameterError) as e:
@@ -118,7 +119,8 @@ def test_boundary_values_are_accepted():
     P.check({"shrinkage": [0, 1], "latent_dims": [1], "bag_sizes": [0, 40], "n_bags": 1, "batch_size": 1,
              "num_workers": 0, "text_kinds": ["title", "concat", "lexical"], "scores": ["weighted"],
              "models": ["exact"], "image_encoder": "resnet50", "text_pooling": "cls", "ingredients": "detected",
-             "concat_parts": ["title", "ingredients", "instructions", "lexical"], "lexical_dims": 1}, NOTEBOOKS, "x.yaml")
+             "concat_parts": ["title", "ingredients", "instructions", "lexical"], "lexical_dims": 1,
+             "lexical_parts": ["title"], "lexical_ngrams": 1}, NOTEBOOKS, "x.yaml")
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):

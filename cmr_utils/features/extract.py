@@ -50,11 +50,13 @@ class Corpus:
 @dataclass
 class TextKinds:
     """The text kinds to extract. ``concat`` is the ``concat_parts`` kinds' features side by side; ``lexical``
-    (also a part) is a TF-IDF bag of ingredient and instruction words reduced to ``lexical_dims`` components,
-    fitted on train's text (see ``lexical``)."""
+    (also a part) is a TF-IDF bag of the ``lexical_parts`` kinds' words (and word pairs with ``lexical_ngrams``
+    2) reduced to ``lexical_dims`` components, fitted on train's text (see ``lexical``)."""
     kinds: list[str] | tuple[str, ...] = ("title",)
     concat_parts: list[str] | tuple[str, ...] = CONCAT_PARTS
     lexical_dims: int = 256
+    lexical_parts: list[str] | tuple[str, ...] = lexical.PARTS
+    lexical_ngrams: int = 1
 
     def __post_init__(self):
         known = (*TEXT_KINDS, lexical.KIND)
@@ -157,14 +159,14 @@ def run(run_dir, cache_dir, corpus: Corpus | None = None, kinds: TextKinds | Non
             text_of = lambda split, kind: text_features(  # noqa: E731
                 ds, split, kind, texts, cache_dir, fingerprint, progress, client)
         lexical_of, lexical_model = ({}, None) if lexical.KIND not in base else \
-            lexical.features(ds, cache_dir, kinds.lexical_dims)
+            lexical.features(ds, cache_dir, kinds.lexical_dims, kinds.lexical_parts, kinds.lexical_ngrams)
         manifest = {"data": {"root": str(root), "fingerprint": fingerprint, "ingredients": corpus.ingredients,
                              "photos": corpus.photos, "counts": ds.counts().reset_index().to_dict("records")},
                     "source": "given" if given_dir else "generated", "encoders": described,
                     "cluster": describe(client), "image": {}, "text": {k: {} for k in kinds.kinds},
                     "concat_parts": kinds.concat_parts}
         if lexical_model:
-            described["lexical"] = lexical.config(kinds.lexical_dims)
+            described["lexical"] = lexical.config(kinds.lexical_dims, kinds.lexical_parts, kinds.lexical_ngrams)
             manifest["lexical_model"] = str(lexical_model)
         entries = {}  # what -> {split: entry}
         for split in SPLITS:
@@ -187,9 +189,9 @@ def extract(run_dir, cache_dir, data_dir=None, demo_recipes=3000, demo_seed=0, s
             batch_size=32, num_workers=2, device=None, text_layer=None, text_pooling="mean", given_dir=None,
             ingredients="raw", image_views=1, image_normalization="own", text_windows=True, cluster=None,
             backend="auto", precision="float32", given_allow_pickle=False, concat_parts=CONCAT_PARTS,
-            lexical_dims=256, progress=True) -> dict:
+            lexical_dims=256, lexical_parts=lexical.PARTS, lexical_ngrams=1, progress=True) -> dict:
     """``run`` from the notebook's parameter names (the notebook's defaults): for tests and scripts."""
-    kinds = TextKinds(text_kinds, concat_parts, lexical_dims)
+    kinds = TextKinds(text_kinds, concat_parts, lexical_dims, lexical_parts, lexical_ngrams)
     encoders = Encoders(TextSettings(text_encoder, text_layer, text_pooling, text_windows),
                         ImageSettings(image_encoder, image_weights, image_views, image_normalization),
                         Runtime(batch_size, num_workers, device, backend, precision, cluster))

@@ -16,6 +16,7 @@ import yaml
 from cmr_utils.data.recipe1m import TEXT_KINDS
 from cmr_utils.features.names import IMAGE_ENCODERS, IMAGE_NORMALIZATIONS, IMAGE_VIEWS
 from cmr_utils.features.lexical import KIND as LEXICAL
+from cmr_utils.features.lexical import READABLE
 from cmr_utils.fit import MODELS
 from cmr_utils.features.names import BACKENDS, PRECISIONS
 from cmr_utils.evaluate.retrieval import SCORES
@@ -65,6 +66,9 @@ RULES = {
                      "a non-empty list of distinct text kinds, each one of "
                      + ", ".join(map(repr, (*TEXT_KINDS, LEXICAL)))),
     "lexical_dims": _int_in(1, 4096, " (SVD components; capped by the train texts and words)"),
+    "lexical_parts": (lambda v: _each(_one_of(*READABLE))[0](v) and len(set(v)) == len(v),
+                      "a non-empty list of distinct text kinds, each one of " + ", ".join(map(repr, READABLE))),
+    "lexical_ngrams": _int_in(1, 2, " (2: word pairs too)"),
     "models": _each(_one_of(*MODELS)),
     "scores": _each(_one_of(*SCORES)),
     "latent_dims": _each(_int_at_least(1)),
