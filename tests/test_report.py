@@ -215,6 +215,30 @@ def test_grid_index_heads_with_the_best_point(tmp_path):
         assert cells == expected
 
 
+def test_grid_of_kfold_points_heads_with_the_best_kfold_point_not_the_best_on_val(tmp_path):
+    """Points that each chose by k-fold are compared by k-fold too (their folds are the same recipes):
+    the point best on val but worse across the folds does not head the grid."""
+    run_dir = tmp_path / "grid"
+    frames = {"a": fake_results(kinds=("title",), seed=1), "b": fake_results(kinds=("title",), seed=2)}
+    val = {p: R.main_rows(df[df.chosen], "val", "im2recipe").medr.iloc[0] for p, df in frames.items()}
+    on_val, other = sorted(frames, key=val.get)
+    for p, df in frames.items():
+        (run_dir / p).mkdir(parents=True)
+        save_csv(run_dir / p / "results.csv", df)
+        chosen = df[df.chosen].iloc[0]
+        medr = 3.0 if p == other else 9.0  # across the folds, the point that loses on val wins
+        save_csv(run_dir / p / "kfold.csv", pd.DataFrame(
+            [{**{k: chosen[k] for k in R.CV_KEYS}, "fold": f, "direction": "im2recipe", "medr": medr, "r1": 1.0,
+              "r5": 2.0, "r10": 3.0} for f in range(5)]))
+    points = [{"point": p, "steps": STEPS, "error": None} for p in frames]
+    html = report.write_grid_index(run_dir, points, {p: {"select": "kfold"} for p in frames}).read_text()
+    assert f"the best point's choice by k-fold cross-validation on train+val: <a href='{other}/index.html'>" in html
+    headline = re.search(r"<div class=\"headline\">.*?</table>", html, re.S).group(0)
+    assert f"<td>{other}</td>" in headline and f"<td>{on_val}</td>" not in headline
+    html = report.write_grid_index(run_dir, points, {p: {} for p in frames}).read_text()  # chosen on val: val decides
+    assert f"the best point's choice on val: <a href='{on_val}/index.html'>" in html
+
+
 def test_absent_paper_tables_and_dims_say_why():
     df = fake_results(kinds=("title",), dims=(10, 50), test_pairs=5000)
     out = tables.paper_tables(df)

@@ -87,7 +87,7 @@ def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict],
     results = pd.concat(frames, ignore_index=True) if frames else None
     if results is not None:
         save_csv(run_dir / "results.csv", results)
-    head = T.chosen_config(results).point if results is not None else points[0]["point"]
+    head = _best_point(run_dir, results, params) if results is not None else points[0]["point"]
     rows = [_point_row(p, results) for p in points]
     shown = {**params.get(head, {}), **({"cluster": ran_on["asked"]} if ran_on else {})}
     return _write(run_dir, f"cmr grid: {run_dir.name}", results, points=rows, head=head, params=shown,
@@ -96,9 +96,23 @@ def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict],
                   provenance=_provenance(run_dir / head), ran_on=ran_on or {})
 
 
+def _best_point(run_dir: Path, results: pd.DataFrame, params: dict[str, dict]) -> str:
+    """The point whose chosen configuration is best: by its k-fold means where every point with results chose
+    by k-fold (the points' folds are the same recipes), else on val. Test never takes part."""
+    done = list(dict.fromkeys(results.point))
+    if not all(params.get(p, {}).get("select") == "kfold" and (run_dir / p / "kfold.csv").exists() for p in done):
+        return T.chosen_config(results).point
+    means = []
+    for p in done:
+        chosen = results[(results.point == p) & results.chosen].iloc[0]
+        cv = R.cv_means(pd.read_csv(run_dir / p / "kfold.csv"))
+        means.append(cv[(cv[R.CV_KEYS] == chosen[R.CV_KEYS]).all(axis=1)].assign(point=p))
+    return R.ranked(pd.concat(means, ignore_index=True)).iloc[0].point
+
+
 def _write(run_dir: Path, title: str, results: pd.DataFrame | None, **context) -> Path:
     if results is not None:
-        context.update(_sections(results))
+        context.update(_sections(results, context.get("head")))
     chosen_by = "by k-fold cross-validation on train+val" if context["params"].get("select") == "kfold" else "on val"
     page = T.render("index.html.j2", title=title, results_rows=None if results is None else len(results),
                     chosen_by=chosen_by,
@@ -109,9 +123,10 @@ def _write(run_dir: Path, title: str, results: pd.DataFrame | None, **context) -
     return run_dir / "index.html"
 
 
-def _sections(results: pd.DataFrame) -> dict:
-    """Summary, best per text kind, paper tables and the interactive results table of ``results``."""
-    chosen = T.chosen_config(results)
+def _sections(results: pd.DataFrame, head: str | None = None) -> dict:
+    """Summary, best per text kind, paper tables and the interactive results table of ``results``; in a grid,
+    the summary is the ``head`` point's choice."""
+    chosen = T.chosen_config(results if head is None else results[results.point == head])
     paper = T.paper_config(results, chosen)
     same = paper is not None and paper.equals(chosen)
     head = [("chosen = paper" if same else "chosen", chosen, "train")]
