@@ -10,7 +10,8 @@ from helpers import KINDS, STEPS, best_on_val, fake_results
 from cmr_utils.report import index as report
 from cmr_utils.report import tables
 from cmr_utils.evaluate import results as R
-from cmr_utils.io import save_csv
+from cmr_utils.io import save_csv, save_text
+from cmr_utils.report import runs_page
 
 def cell_text(table_html):
     return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", table_html, re.S)]
@@ -231,12 +232,19 @@ def test_grid_of_kfold_points_heads_with_the_best_kfold_point_not_the_best_on_va
             [{**{k: chosen[k] for k in R.CV_KEYS}, "fold": f, "direction": "im2recipe", "medr": medr, "r1": 1.0,
               "r5": 2.0, "r10": 3.0} for f in range(5)]))
     points = [{"point": p, "steps": STEPS, "error": None} for p in frames]
-    html = report.write_grid_index(run_dir, points, {p: {"select": "kfold"} for p in frames}).read_text()
-    assert f"the best point's choice by k-fold cross-validation on train+val: <a href='{other}/index.html'>" in html
-    headline = re.search(r"<div class=\"headline\">.*?</table>", html, re.S).group(0)
-    assert f"<td>{other}</td>" in headline and f"<td>{on_val}</td>" not in headline
-    html = report.write_grid_index(run_dir, points, {p: {} for p in frames}).read_text()  # chosen on val: val decides
-    assert f"the best point's choice on val: <a href='{on_val}/index.html'>" in html
+    for select in ("kfold", "val"):
+        for p in frames:
+            save_text(run_dir / p / "params.yaml", f"select: {select}\n")
+            runs_page.record(run_dir / p, STEPS)
+        html = report.write_grid_index(run_dir, points, {p: {"select": select} for p in frames}).read_text()
+        runs = runs_page.write(tmp_path).read_text()  # the runs page shows the same point's choice
+        if select == "kfold":
+            assert f"the best point's choice by k-fold cross-validation on train+val: <a href='{other}/index.html'>" \
+                in html and f"@ {other}" in runs
+            headline = re.search(r"<div class=\"headline\">.*?</table>", html, re.S).group(0)
+            assert f"<td>{other}</td>" in headline and f"<td>{on_val}</td>" not in headline
+        else:  # chosen on val: val decides
+            assert f"the best point's choice on val: <a href='{on_val}/index.html'>" in html and f"@ {on_val}" in runs
 
 
 def test_absent_paper_tables_and_dims_say_why():

@@ -24,6 +24,7 @@ from cmr_utils.paths import ROOT
 from cmr_utils.evaluate import results as R
 from cmr_utils.report import tables as T
 from cmr_utils.io import save_csv, save_text
+from cmr_utils.run_dir import as_run
 
 PACKAGES = ("torch", "torchvision", "transformers", "dask", "scikit-learn", "numpy", "pandas", "papermill",
             "itables", "jinja2")
@@ -87,7 +88,7 @@ def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict],
     results = pd.concat(frames, ignore_index=True) if frames else None
     if results is not None:
         save_csv(run_dir / "results.csv", results)
-    head = _best_point(run_dir, results, params) if results is not None else points[0]["point"]
+    head = best_point(run_dir, results) if results is not None else points[0]["point"]
     rows = [_point_row(p, results) for p in points]
     shown = {**params.get(head, {}), **({"cluster": ran_on["asked"]} if ran_on else {})}
     return _write(run_dir, f"cmr grid: {run_dir.name}", results, points=rows, head=head, params=shown,
@@ -96,16 +97,18 @@ def write_grid_index(run_dir: Path, points: list[dict], params: dict[str, dict],
                   provenance=_provenance(run_dir / head), ran_on=ran_on or {})
 
 
-def _best_point(run_dir: Path, results: pd.DataFrame, params: dict[str, dict]) -> str:
-    """The point whose chosen configuration is best: by its k-fold means where every point with results chose
-    by k-fold (the points' folds are the same recipes), else on val. Test never takes part."""
+def best_point(grid_dir: Path, results: pd.DataFrame) -> str:
+    """The grid point whose chosen configuration is best: by its k-fold means where every point with results chose
+    by k-fold (``select`` in its params.yaml; the points' folds are the same recipes), else on val. Test never
+    takes part. The grid's index heads with it, and the runs page shows it."""
     done = list(dict.fromkeys(results.point))
-    if not all(params.get(p, {}).get("select") == "kfold" and (run_dir / p / "kfold.csv").exists() for p in done):
+    if not all((grid_dir / p / "kfold.csv").exists() and (grid_dir / p / "params.yaml").exists()
+               and as_run(grid_dir / p).params.get("select") == "kfold" for p in done):
         return T.chosen_config(results).point
     means = []
     for p in done:
         chosen = results[(results.point == p) & results.chosen].iloc[0]
-        cv = R.cv_means(pd.read_csv(run_dir / p / "kfold.csv"))
+        cv = R.cv_means(pd.read_csv(grid_dir / p / "kfold.csv"))
         means.append(cv[(cv[R.CV_KEYS] == chosen[R.CV_KEYS]).all(axis=1)].assign(point=p))
     return R.ranked(pd.concat(means, ignore_index=True)).iloc[0].point
 

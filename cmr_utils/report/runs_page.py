@@ -116,7 +116,7 @@ def _grid(grid_dir: Path, points: list[dict]) -> dict:
            "encoders": "", "chosen": "", "numbers": {}, "points": points,
            **{k: ", ".join(sorted({p[k] for p in points if p[k]})) for k in ("commit", "data")}}
     if (grid_dir / "results.csv").exists():
-        head = T.chosen_config(R.load(grid_dir)).point
+        head = report.best_point(grid_dir, R.load(grid_dir))
         best = next((p for p in points if p["name"] == head), None)
         if best and best["numbers"]:
             row.update(encoders=best["encoders"], chosen=f"{best['chosen']} @ {head}", numbers=best["numbers"])
