@@ -117,6 +117,11 @@ class RunDir(os.PathLike):
         return self._file("models.json", lambda p: json.loads(p.read_text()))
 
     @property
+    def cache(self) -> Path:
+        """The cache the run's features are in (converted encoders too): where a query's encoder is rebuilt."""
+        return Path(self.manifest["image"]["train"]).parents[1]
+
+    @property
     def params(self) -> dict:
         """``params.yaml``: the parameters the runner ran with."""
         return self._file("params.yaml", lambda p: yaml.safe_load(p.read_text()) or {})

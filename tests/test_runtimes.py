@@ -83,6 +83,12 @@ def test_a_missing_runtime_falls_back_to_torch_with_one_line(monkeypatch, capsys
     assert capsys.readouterr().err == ""
 
 
+def test_converting_a_text_model_prints_nothing(cache, capfd):
+    """Tracing reads every attribute of a transformers model; its notices must not reach a first run's report."""
+    TextEncoder("minilm", backend="openvino", cache_dir=cache / "fresh")
+    assert "loss_type" not in capfd.readouterr().err
+
+
 def test_auto_picks_the_first_installed_runtime_on_a_cpu_and_torch_on_a_gpu(monkeypatch):
     monkeypatch.setattr(runtimes, "_installed", lambda backend: backend == "onnxruntime")
     assert runtimes.resolve("auto", torch.device("cpu")) == "onnxruntime"

@@ -10,6 +10,7 @@ import pytest
 
 from cmr_utils import cli
 from cmr_utils.report import search
+from cmr_utils.run_dir import RunDir
 from cmr_utils import run_dir as rd
 from cmr_utils.features import extract as extraction
 from cmr_utils.evaluate import stage as evaluation
@@ -53,11 +54,14 @@ def test_the_encoders_load_once_per_process_and_print_nothing_stray(run_dir, cap
     loads = []
     for cls in (ImageEncoder, TextEncoder):
         like = cls.like.__func__
-        monkeypatch.setattr(cls, "like", classmethod(lambda c, *a, _like=like, **k: loads.append(c.__name__) or _like(c, *a, **k)))
+        monkeypatch.setattr(cls, "like", classmethod(lambda c, *a, _like=like, **k: loads.append(c.__name__)
+                                                     or caches.append(k["cache_dir"]) or _like(c, *a, **k)))
+    caches = []
     gallery = search.load(run_dir)
     photo = gallery.index.path[0]
     gallery.search(["tomato soup", photo])
     assert sorted(loads) == ["ImageEncoder", "TextEncoder"]
+    assert caches == [str(RunDir(run_dir).cache)] * 2  # the run's cache: its converted encoders, not a second copy
     for query in ("chocolate cake", gallery.index.path[1]):
         gallery.search([query])
     monkeypatch.setattr("sys.stdin", io.StringIO(f"chocolate cake\n{photo}\n\nnot read\n"))

@@ -210,7 +210,8 @@ def embed_texts(run_dir, texts: list[str], kind: str):
         if cfg["name"] == "given":
             raise ValueError("this run uses given text features: there is no encoder for free text")
         from cmr_utils.features.text import TextEncoder  # torch loads for a text query only
-        neural = encoder_like(TextEncoder, json.dumps(cfg, sort_keys=True)).encode(texts, progress=False)
+        neural = encoder_like(TextEncoder, json.dumps(cfg, sort_keys=True), cache_dir=str(run.cache)).encode(
+            texts, progress=False)
     lex = lexical.Lexical.load(manifest["lexical_model"]) if lexical.KIND in parts else None
     return np.hstack([lex.transform(texts) if p == lexical.KIND else neural for p in parts])
 

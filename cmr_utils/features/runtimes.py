@@ -9,6 +9,7 @@ content, the runtime, its version, the precision and the input shapes, so a reru
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import warnings
@@ -99,8 +100,9 @@ def build(module: torch.nn.Module, graph: dict, example: tuple[torch.Tensor, ...
 
 def _convert(module, example, dynamic, backend, dest: Path) -> None:
     # Tracing warns about its own deprecation and about branches fixed by the example's shapes (the
-    # dynamic axes are declared above); those lines would land in every first run's report.
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+    # dynamic axes are declared above), and it reads every attribute of a transformers model, whose
+    # unused ``loss_function`` logs a notice; those lines would land in every first run's report.
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), _transformers_quiet():
         warnings.simplefilter("ignore")
         if backend == "openvino":
             import openvino as ov
@@ -112,6 +114,18 @@ def _convert(module, example, dynamic, backend, dest: Path) -> None:
             names = [f"input{i}" for i in range(len(example))]
             torch.onnx.export(module, example, dest, dynamo=False, input_names=names, output_names=["output"],
                               dynamic_axes={n: d for n, d in zip(names, dynamic)}, opset_version=17)
+
+
+@contextlib.contextmanager
+def _transformers_quiet():
+    """transformers' logging at errors only, for the block (its level as it was after)."""
+    from transformers.utils import logging as hf_logging
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def threads() -> int:

@@ -61,7 +61,8 @@ class Gallery:
         if cfg["name"] == "given":
             raise ValueError("this run uses given image features: there is no image encoder for a photo query")
         from cmr_utils.features.images import ImageEncoder  # torch loads for a photo query only
-        encoder = extraction.encoder_like(ImageEncoder, json.dumps(cfg, sort_keys=True), num_workers=0)
+        encoder = extraction.encoder_like(ImageEncoder, json.dumps(cfg, sort_keys=True), num_workers=0,
+                                          cache_dir=str(self.run_dir.cache))
         X, failed = encoder.encode([str(p) for p in paths], progress=False)
         if failed:
             raise ValueError("; ".join(f"{paths[i]}: {why}" for i, why in failed.items()))
