@@ -11,7 +11,7 @@ from cmr_utils.fit.moments import Moments
 from cmr_utils.fit.space import Space
 from cmr_utils.io import atomic_file, built, key
 
-VERSION = 10  # bump when fitted models change meaning (10: one class per model, keyed by its params_of)
+VERSION = 11  # bump when fitted models change meaning (11: the contrastive head trained in numpy float64)
 MOMENTS_VERSION = 9  # bump when the stored moments change meaning (9: products on one BLAS thread)
 FITTED = ("best_epoch_", "temperature_", "stable_digits_")  # scalars some models have
 
