@@ -4,7 +4,8 @@ title too, and word pairs), reduced by TruncatedSVD.
 Ingredient and instruction words are near-labels of what a dish looks like; a TF-IDF bag of
 words reduced by a truncated SVD (latent semantic analysis) is the classic CCA text view (Gong et
 al., IJCV 2014), costs seconds, and stands beside the neural features (``concat_parts``) or alone
-(the text kind ``lexical``). Word pairs (``ngrams=2``) keep "olive oil" apart from "oil" and "olive". The vectorizer and the SVD are fitted on the train split's text only and
+(the text kind ``lexical``). Word pairs (``ngrams=2``) keep "olive oil" apart from "oil" and "olive".
+The vectorizer and the SVD are fitted on the train split's text only and
 then map every split, so nothing of val or test enters what train's features are. The fitted model is
 kept as arrays (words, idf, components; nothing pickled) under ``<cache>/lexical/``, keyed by the
 settings and the train recipes' text, so a free-text query (``search``) is mapped as extraction did.

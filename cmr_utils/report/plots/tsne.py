@@ -47,7 +47,8 @@ def tsne_2d(Z: np.ndarray, seed: int = 0) -> np.ndarray:
     (openTSNE's "auto": Barnes-Hut below, where it is ~20x faster than FFT's fixed grid cost).
 
     One thread: openTSNE's threads (its approximate-neighbour index, its gradient sums) change the
-    layout, which would then depend on the machine's cores (``tsne_layout`` runs the kinds side by side instead). Beyond ``LARGE`` points
+    layout, which would then depend on the machine's cores (``tsne_layout`` runs the kinds side by side
+    instead). Beyond ``LARGE`` points
     (all of Recipe1M's test pairs: ~100k) the neighbours are searched on the first 50 principal
     components and the optimisation runs half of openTSNE's default iterations (125 exaggerated +
     250), with its learning rate n / 12 that makes that enough.
