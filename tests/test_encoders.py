@@ -354,7 +354,8 @@ def test_embed_texts_for_concat_puts_each_part_side_by_side(text_encoder, tmp_pa
     lex = Lexical.fit(["tomato soup", "basil soup", "tomato basil salad", "chocolate cake", "lemon cake"], 2)
     lex.save(tmp_path / "lexical.npz")
     save_json(tmp_path / "features.json", {"encoders": {"text": text_encoder.config}, "lexical_model":
-                                           str(tmp_path / "lexical.npz"), "concat_parts": ["title", "lexical", "all"]})
+                                           str(tmp_path / "lexical.npz"), "concat_parts": ["title", "lexical", "all"],
+                                           "image": {"train": str(tmp_path / "cache" / "features" / "x")}})
     texts = ["tomato soup with basil", "a lemon cake", "bread"]
     neural, lexical = text_encoder.encode(texts, progress=False), lex.transform(texts)
     got = extraction.embed_texts(tmp_path, texts, "concat")

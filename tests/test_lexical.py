@@ -141,7 +141,7 @@ def test_stacked_concat_keeps_the_neural_blocks_and_adds_the_lexical_one(extract
     assert results.groupby("text_kind").text_encoder.unique().map(list).to_dict() == {
         "concat": ["hash + lexical"], "lexical": ["lexical"]}
     # a free text is mapped into each kind's features as extraction mapped the recipes
-    monkeypatch.setattr(extraction, "encoder_like", lambda cls, cfg: Stub())
+    monkeypatch.setattr(extraction, "encoder_like", lambda cls, cfg, **kwargs: Stub())
     words = ["salmon", "rice pie"]
     lex = Lexical.load(stacked["lexical_model"]).transform(words)
     np.testing.assert_array_equal(extraction.embed_texts(run_dir, words, "lexical"), lex)
