@@ -174,6 +174,18 @@ class RunDir(os.PathLike):
         return {"features": self.manifest["source"], "image_encoder": encoders["image"]["name"],
                 "text_encoder": " + ".join(text)}
 
+    def lexical_block(self, kind: str) -> tuple[slice, dict] | None:
+        """The columns of a text kind's features that the lexical view fills, and its encoder settings; None
+        when it has none."""
+        entries = self.manifest["text"][kind]["train"]
+        start = 0
+        for path in entries if isinstance(entries, list) else [entries]:
+            feats = Features.load(path)
+            if feats.meta.get("text_kind") == lexical.KIND:
+                return slice(start, start + feats.X.shape[1]), feats.meta["encoder"]
+            start += feats.X.shape[1]
+        return None
+
     def pairs(self, kind: str, split: str, recipes=None):
         """(image features, text features, index) of one text kind and split, row-aligned.
 

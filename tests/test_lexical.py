@@ -1,5 +1,6 @@
 """The lexical view: fitted on train text only, deterministic, cached, and stacked beside the neural features."""
 import shutil
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ from helpers import NoisyHash
 from cmr_utils.features import store as F
 from cmr_utils.features import lexical
 from cmr_utils import run_dir as rd
+from cmr_utils.evaluate import selection
 from cmr_utils.evaluate import stage as evaluation
 from cmr_utils.features import extract as extraction
 from cmr_utils.features import images, text
@@ -152,3 +154,23 @@ def test_stacked_concat_keeps_the_neural_blocks_and_adds_the_lexical_one(extract
 def test_concat_parts_are_checked(extract):
     with pytest.raises(ValueError, match="concat_parts"):
         extract("bad", text_kinds=["concat"], concat_parts=["title", "title"])
+
+
+def test_kfold_refits_the_lexical_view_without_each_folds_recipes(extract, corpus, monkeypatch):
+    """A fold ranks recipes whose words its SVD never read, as val and test are ranked: the view is
+    refitted per fold on the other train+val recipes, for the lexical kind and a concat that stacks it."""
+    run_dir, _ = extract("stacked", text_kinds=["concat", "lexical"], lexical_dims=16,
+                         concat_parts=["title", "ingredients", "instructions", "lexical"])
+    sweep.fit(run_dir=run_dir, cache_dir=run_dir.parent / "cache", grid=sweep.grid(models=["ridge"], latent_dims=[2]))
+    fits, fit = [], Lexical.fit.__func__
+    monkeypatch.setattr(Lexical, "fit", classmethod(lambda cls, texts, *a, **k: fits.append(texts) or fit(cls, texts, *a, **k)))
+    selection.cross_validate(run_dir, scores=["cosine"], bag_sizes=[5], n_bags=2, folds=3, progress=False)
+
+    run = rd.RunDir(run_dir)
+    words = Counter(t for s in ("train", "val") for r in corpus.split(s) if (t := lexical.text(r)))
+    ranked = Counter(lexical.text(r) for s in ("train", "val") for r in corpus.split(s)
+                     if r.id in set(run.query_set("train")[0] + run.query_set("val")[0]))
+    assert len(fits) == 2 * 3  # two kinds with the view × three folds
+    for kind_fits in (fits[:3], fits[3:]):
+        left_out = [words - Counter(texts) for texts in kind_fits]
+        assert all(left_out) and sum(left_out, Counter()) == ranked  # each fold's recipes, and only they, left out

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cmr_utils.evaluate.ranking import corrects_hubness, query_bank, rank_rows
+from cmr_utils.features import lexical
 from cmr_utils.evaluate.results import CV_KEYS, cv_means, ranked
 from cmr_utils.evaluate.retrieval import evaluate as evaluate_bags
 from cmr_utils.evaluate.retrieval import protocols
@@ -30,8 +31,10 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
     the fold's main protocol (its smallest bag), on the same bags for every configuration. Test is
     never read. Cost: nested solvers fit once per fold at their largest latent dim and are cut
     (``head``); linear models take the fold's complement from the moments of all
-    pairs minus the fold's (``Moments``), so a fold costs one solve. (The train+val pairs are read
-    into memory here: k-fold selection is for small data such as the real sample.)
+    pairs minus the fold's (``Moments``), so a fold costs one solve. A kind with the lexical view
+    (alone or in ``concat``) has it refitted per fold on the other train+val recipes' words, as
+    extraction fitted it on train's: the fold ranks words its SVD never read (seconds a fold). (The
+    train+val pairs are read into memory here: k-fold selection is for small data such as the real sample.)
     """
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
@@ -48,15 +51,20 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
         X, Y = (np.vstack([p[i] for p in parts]) for i in (0, 1))
         ids = pd.concat([p[2].recipe_id for p in parts], ignore_index=True)
         fold, first = ids.map(fold_of).fillna(-1).to_numpy(int), ~ids.duplicated().to_numpy()
-        total = Moments.of(X, Y) if any(MODELS[g[0]["model"]].from_moments for g in groups.values()) else None
+        lexical_block = run.lexical_block(kind)
+        linear = any(MODELS[g[0]["model"]].from_moments for g in groups.values())
+        total = Moments.of(X, Y) if linear and lexical_block is None else None
         for f in range(folds):
             out, held = fold == f, np.flatnonzero((fold == f) & first)
-            rest = None if total is None else total - Moments.of(X[out], Y[out])
+            Yf = Y if lexical_block is None else _with_lexical_refitted(  # the fold's words stay out of its SVD
+                run, Y, ids, lexical_block, [r for r, g in fold_of.items() if g == f])
+            rest = total - Moments.of(X[out], Y[out]) if total is not None else \
+                Moments.of(X[~out], Yf[~out]) if linear else None
             label, bag = next(iter(protocols(bag_sizes, len(held)).items()))
-            bank = query_bank([(X[~out], Y[~out])], seed) if corrects_hubness(scores) else None  # the fold's training pairs
+            bank = query_bank([(X[~out], Yf[~out])], seed) if corrects_hubness(scores) else None  # the fold's training pairs
             for group in groups.values():
-                for e, est in _fold_fits(group, X, Y, out, rest):
-                    Zi, Zt = est.transform(X[held], Y[held])
+                for e, est in _fold_fits(group, X, Yf, out, rest):
+                    Zi, Zt = est.transform(X[held], Yf[held])
                     latent = None if bank is None else est.transform(*bank)
                     rows += [{"text_kind": kind, "model": e["model"], "shrinkage": e["shrinkage"],
                               "latent_dim": e["latent_dim"], "score": score, "fold": f, "protocol": label,
@@ -68,6 +76,14 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
     cv = pd.DataFrame(rows).round(4)  # the numbers kfold.csv keeps: the choice and the report rank the same ones
     run.save_csv("kfold.csv", cv)
     return cv
+
+
+def _with_lexical_refitted(run, Y: np.ndarray, ids: pd.Series, block: tuple[slice, dict], fold: list) -> np.ndarray:
+    """``Y`` with its lexical columns (``block``: where, and the view's settings) mapped by a model fitted
+    without the recipes of ``fold``."""
+    where, encoder = block
+    words = lexical.refitted(run.dataset, encoder, fold, ids.tolist())
+    return np.hstack([Y[:, :where.start], words, Y[:, where.stop:]])
 
 
 def _fold_fits(group: list[dict], X, Y, out: np.ndarray, rest: Moments | None) -> list[tuple]:

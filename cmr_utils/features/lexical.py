@@ -122,6 +122,19 @@ def features(ds: Recipe1M, cache_dir: str | Path, dims: int = 256, parts=PARTS,
     return entries, fitted()  # a search maps free text by it
 
 
+def refitted(ds: Recipe1M, encoder: dict, without, ids: list[str]) -> np.ndarray:
+    """Features of recipes ``ids`` from a model fitted as ``encoder`` (an entry's settings) says, on the
+    train and val recipes' texts except those of the recipes ``without``.
+
+    A k-fold's held-out recipes must not shape the SVD they are ranked in: the stored model read
+    their words whenever they are train recipes.
+    """
+    texts = {r.id: text(r, encoder["parts"]) for s in ("train", "val") for r in ds.split(s)}
+    without = set(without)
+    lex = Lexical.fit([t for rid, t in texts.items() if t and rid not in without], encoder["dims"], encoder["ngrams"])
+    return lex.transform([texts[rid] for rid in ids])
+
+
 def _store(dest: Path, lex: Lexical, items: list[tuple[str, str]], meta: dict) -> None:
     kept = [(rid, t) for rid, t in items if t]
     blocks = (lex.transform([t for _, t in kept[s:s + CHUNK]]) for s in range(0, len(kept), CHUNK))
