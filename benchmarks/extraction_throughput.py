@@ -1,8 +1,8 @@
 """Encoding throughput of every runtime × precision, side by side in one run, on real photos and texts.
 
     python benchmarks/extraction_throughput.py [--data DIR] [--images 96] [--texts 64]
-        [--image-encoder efficientnet-lite2] [--views 1] [--text-encoder mpnet] [--bucketing]
-        [--variants torch:float32,openvino:float32]
+        [--image-encoder efficientnet-lite2] [--views 1] [--text-encoder mpnet] [--text-kind all]
+        [--bucketing] [--variants torch:float32,openvino:float32]
 
 For each available variant (``runtimes.BACKENDS`` × ``PRECISIONS`` that this machine runs) it
 prints img/s (photos through the whole extraction path: files decoded and preprocessed in
@@ -11,7 +11,7 @@ DataLoader workers, the network on the runtime) and seq/s (texts, tokenised and 
 - ``/ forward``: the ratio to the same runtime's pure forward pass on the same inputs already
   decoded into tensors (token batches): how far the input pipeline is from keeping it busy,
 - ``cos``: the mean (and least) cosine of its features with torch float32's.
-``--variants`` keeps some of them (torch float32, the reference, always comes first: a CPU
+``--images 0`` or ``--texts 0`` leaves that modality out. ``--variants`` keeps some of them (torch float32, the reference, always comes first: a CPU
 without native bfloat16, such as an AVX2-only one, emulates torch's slowly). ``--bucketing`` adds texts encoded in their own order against length-sorted batches. The data
 defaults to the real sample in ../shared/data/epicurious-r1m (the demo corpus without it).
 """
@@ -117,6 +117,7 @@ def main() -> None:
     ap.add_argument("--image-encoder", default="efficientnet-lite2")
     ap.add_argument("--views", type=int, default=1)
     ap.add_argument("--text-encoder", default="mpnet")
+    ap.add_argument("--text-kind", default="all", help="title, ingredients, instructions or all")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--bucketing", action="store_true")
     ap.add_argument("--variants", help="backend:precision pairs, comma-separated (default: every available one)")
@@ -127,12 +128,12 @@ def main() -> None:
         ds = Recipe1M(root)
         recipes = [r for r in ds.split("train") if r.images]
         paths = [ds.image_path("train", r.images[0]) for r in recipes][:args.images]
-        items = [r.text("all") for r in recipes][:args.texts]
-        rows = images(paths, args, tmp) + texts(items, args, tmp)
+        items = [r.text(args.text_kind) for r in recipes][:args.texts]
+        rows = (images(paths, args, tmp) if paths else []) + (texts(items, args, tmp) if items else [])
     print(f"\n{root}: {len(paths)} photos ({args.image_encoder}, {args.views} view(s)), {len(items)} texts "
-          f"({args.text_encoder}, kind 'all'); {torch.get_num_threads()} threads, device {runtimes.device_of()}")
+          f"({args.text_encoder}, kind '{args.text_kind}'); {torch.get_num_threads()} threads, device {runtimes.device_of()}")
     print(f"{'':7} {'variant':22} {'rate/s':>8} {'× torch':>8} {'/ forward':>9} {'cos mean':>9} {'least':>9}")
-    for what in ("images", "texts"):
+    for what in sorted({r["what"] for r in rows}):
         base = next(r["rate"] for r in rows if r["what"] == what)
         for r in (r for r in rows if r["what"] == what):
             print(f"{what:7} {r['variant']:22} {r['rate']:8.2f} {r['rate'] / base:8.2f} {r['rate'] / r['forward']:9.2f} "
