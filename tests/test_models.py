@@ -8,6 +8,7 @@ from cmr_utils.fit import MODELS, make, params_of
 from cmr_utils.fit import contrastive as contrastive_module
 from cmr_utils.fit import sweep
 from cmr_utils.fit.cache import fit_cached, moments_cached
+from cmr_utils.fit import kernel as kernel_module
 from cmr_utils.fit.kernel import KernelCCA
 from cmr_utils.fit.linear import CCA, ExactCCA, RidgeCCA
 from cmr_utils.fit.moments import Moments, covariances
@@ -334,3 +335,22 @@ def test_rejects_a_bad_kernel_width():
     X, Y = correlated(50)
     with pytest.raises(ValueError, match="kernel_gamma"):
         KernelCCA(kernel_gamma=0.0).fit(X, Y)
+
+
+def test_kernel_models_that_differ_in_shrinkage_share_their_maps(monkeypatch):
+    """A sweep maps the pairs once per kernel setting: the Nyström maps and the mapped pairs' moments do not
+    depend on the shrinkage, and a model fitted from the shared ones is the model fitted alone, bit for bit."""
+    X, Y = correlated(300)
+    settings = {"n_components": 3, "kernel_landmarks": 80}
+    alone = [make("kernel", shrinkage=c, **settings).fit(X, Y) for c in (0.1, 0.5, 0.9)]
+    built = []
+    init = kernel_module.Nystroem.__init__
+    monkeypatch.setattr(kernel_module.Nystroem, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    mapped = kernel_module.Mapped(X, Y)
+    shared = [fit.fit_shared(make("kernel", shrinkage=c, **settings), X, Y, mapped=mapped) for c in (0.1, 0.5, 0.9)]
+    assert len(built) == 2  # one map per view, for the three shrinkages
+    for a, b in zip(alone, shared):
+        for u, v in zip(a.transform(X, Y), b.transform(X, Y)):
+            np.testing.assert_array_equal(u, v)
+    fit.fit_shared(make("kernel", shrinkage=0.5, **{**settings, "seed": 1}), X, Y, mapped=mapped)
+    assert len(built) == 4  # another seed draws other landmarks: maps of its own

@@ -9,7 +9,7 @@ from cmr_utils.evaluate import selection
 
 from cmr_utils.evaluate import stage as evaluation
 
-from cmr_utils.fit import sweep
+from cmr_utils.fit import kernel, sweep
 from cmr_utils.features.store import store
 from cmr_utils.io import save_json
 from cmr_utils.evaluate.results import CV_KEYS, cv_means, load, main_rows
@@ -99,3 +99,20 @@ def test_contrastive_through_the_sweep_and_kfold(run):
     cv = selection.cross_validate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, folds=3, progress=False)
     assert set(cv.model) == {"contrastive"} and len(cv) == 2 * 2 * 3 * 2  # kinds × dims × folds × directions
     assert cv_means(cv).sort_values("medr").text_kind.iloc[0] == "title"
+
+
+def test_kfold_maps_the_kernel_models_once_a_fold_whatever_their_shrinkages(run, monkeypatch):
+    built = []
+    init = kernel.Nystroem.__init__
+    monkeypatch.setattr(kernel.Nystroem, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    selection.cross_validate(run, scores=["cosine"], bag_sizes=[50], n_bags=2, folds=4, progress=False)
+    assert len(built) == 2 * 4 * 2  # kinds × folds × views (the fixture's kernel models have two shrinkages)
+
+
+def test_a_sweep_maps_the_kernel_models_once_a_kind_whatever_their_shrinkages(run, monkeypatch):
+    built = []
+    init = kernel.Nystroem.__init__
+    monkeypatch.setattr(kernel.Nystroem, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    grid = sweep.grid(models=["kernel"], latent_dims=[2, 3], shrinkage=[0.1, 0.5, 0.9], settings={"kernel_landmarks": 60})
+    sweep.fit(run_dir=run, cache_dir=run.parent / "fresh", grid=grid, progress=False)
+    assert len(built) == 2 * 2  # kinds × views

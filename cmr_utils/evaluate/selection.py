@@ -11,7 +11,8 @@ from cmr_utils.features import lexical
 from cmr_utils.evaluate.results import CV_KEYS, cv_means, ranked
 from cmr_utils.evaluate.retrieval import evaluate as evaluate_bags
 from cmr_utils.evaluate.retrieval import protocols
-from cmr_utils.fit import MODELS, make
+from cmr_utils.fit import MODELS, fit_shared, make
+from cmr_utils.fit.kernel import Mapped
 from cmr_utils.fit.cache import fit_cached, moments_cached
 from cmr_utils.fit.moments import Moments
 from cmr_utils.io import key
@@ -62,15 +63,22 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
                 Moments.of(X[~out], Yf[~out]) if linear else None
             label, bag = next(iter(protocols(bag_sizes, len(held)).items()))
             bank = query_bank([(X[~out], Yf[~out])], seed) if corrects_hubness(scores) else None  # the fold's training pairs
+            mapped = Mapped(X[~out], Yf[~out])  # the kernel models' maps, once for all their shrinkages
             for group in groups.values():
-                for e, est in _fold_fits(group, X, Yf, out, rest):
+                for est, entries in _fold_fits(group, X, Yf, out, rest, mapped):
+                    # projected once: a latent dim's vectors are the first columns (as in ``stage``)
                     Zi, Zt = est.transform(X[held], Yf[held])
-                    latent = None if bank is None else est.transform(*bank)
-                    rows += [{"text_kind": kind, "model": e["model"], "shrinkage": e["shrinkage"],
-                              "latent_dim": e["latent_dim"], "score": score, "fold": f, "protocol": label,
-                              "n_pairs": len(held), **r}
-                             for score in scores
-                             for r in evaluate_bags(Zi, Zt, score, bag, n_bags, seed, est.corrs_, latent)]
+                    Bi, Bt = est.transform(*bank) if bank is not None else (None, None)
+                    for e in entries:
+                        cut = est.head(e["params"]["n_components"]) if est.nested else est
+                        k = cut.n_components_
+                        latent = None if bank is None else (Bi[:, :k], Bt[:, :k])
+                        rows += [{"text_kind": kind, "model": e["model"], "shrinkage": e["shrinkage"],
+                                  "latent_dim": e["latent_dim"], "score": score, "fold": f, "protocol": label,
+                                  "n_pairs": len(held), **r}
+                                 for score in scores
+                                 for r in evaluate_bags(Zi[:, :k], Zt[:, :k], score, bag, n_bags, seed, cut.corrs_,
+                                                        latent)]
                 steps.update()
     steps.close()
     cv = pd.DataFrame(rows).round(4)  # the numbers kfold.csv keeps: the choice and the report rank the same ones
@@ -86,14 +94,14 @@ def _with_lexical_refitted(run, Y: np.ndarray, ids: pd.Series, block: tuple[slic
     return np.hstack([Y[:, :where.start], words, Y[:, where.stop:]])
 
 
-def _fold_fits(group: list[dict], X, Y, out: np.ndarray, rest: Moments | None) -> list[tuple]:
-    """(entry, its model fitted on the rows not ``out``, whose moments are ``rest``) for entries that
-    differ only in latent dim."""
+def _fold_fits(group: list[dict], X, Y, out: np.ndarray, rest: Moments | None, mapped: Mapped) -> list[tuple]:
+    """(a model fitted on the rows not ``out``, whose moments are ``rest`` and kernel maps ``mapped``; the
+    entries it serves) for entries that differ only in latent dim: a nested model is fitted once at the
+    largest and serves them all."""
     est = make(**{**group[0]["params"], "n_components": max(e["params"]["n_components"] for e in group)})
     if not est.nested:
-        return [(e, make(**e["params"]).fit(X[~out], Y[~out])) for e in group]
-    est = est.fit_moments(rest) if est.from_moments else est.fit(X[~out], Y[~out])
-    return [(e, est.head(e["params"]["n_components"])) for e in group]
+        return [(make(**e["params"]).fit(X[~out], Y[~out]), [e]) for e in group]
+    return [(fit_shared(est, X[~out], Y[~out], None if rest is None else lambda: rest, mapped), group)]
 
 
 def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0, client=None) -> pd.DataFrame:

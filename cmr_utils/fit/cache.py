@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmr_utils.fit import make, params_of
+from cmr_utils.fit import fit_shared, make, params_of
 from cmr_utils.fit.kernel import Nystroem
 from cmr_utils.fit.moments import Moments
 from cmr_utils.fit.space import Space
@@ -16,17 +16,18 @@ MOMENTS_VERSION = 9  # bump when the stored moments change meaning (9: products 
 FITTED = ("best_epoch_", "temperature_", "stable_digits_")  # scalars some models have
 
 
-def fit_cached(cache_dir: str | Path, X_key, Y_key, X, Y, moments=None, **params) -> tuple[Space, Path]:
+def fit_cached(cache_dir: str | Path, X_key, Y_key, X, Y, moments=None, mapped=None, **params) -> tuple[Space, Path]:
     """Fit (or reload) ``make(**params)`` keyed by the feature entries ``X_key``/``Y_key`` (lists when the pairs span
     several) and its parameters. A model solved from moments takes ``moments()`` (called only if not cached)
-    when given; a nested one is fitted once with all its components and cut: one fit serves a sweep of latent dims.
+    when given, a kernel model ``mapped`` (``fit_shared``); a nested one is fitted once with all its components
+    and cut: one fit serves a sweep of latent dims.
     """
     est = make(**params)
     k, est = est.n_components, est.set_params(n_components=None) if est.nested else est
     path = Path(cache_dir) / "models" / f"{key(entry_key(X_key), entry_key(Y_key), params_of(est), VERSION)}.npz"
 
     def build(dest: Path) -> None:
-        fitted = est.fit_moments(moments()) if moments is not None and est.from_moments else est.fit(X, Y)
+        fitted = fit_shared(est, X, Y, moments, mapped)
         with atomic_file(dest) as tmp, open(tmp, "wb") as f:
             np.savez(f, **to_arrays(fitted))
     return load(built(path, build), k), path

@@ -24,14 +24,41 @@ class KernelCCA(Space):
         self.kernel_landmarks, self.kernel_gamma, self.seed = kernel_landmarks, kernel_gamma, seed
 
     def fit(self, X, Y) -> "KernelCCA":
+        return self.fit_mapped(self.mapped(X, Y))
+
+    def mapped(self, X, Y) -> tuple[list["Nystroem"], Moments]:
+        """Both views' Nyström maps and the moments of the mapped pairs: all a fit solves from, the same for
+        every shrinkage and n_components (``map_settings``), so a sweep computes them once (``Mapped``)."""
         if self.kernel_gamma is not None and not self.kernel_gamma > 0:
             raise ValueError(f"kernel_gamma must be positive, or None (median heuristic), got {self.kernel_gamma!r}")
         self._check_rows(X, Y)
-        self.maps_ = [Nystroem(V, self.kernel_landmarks, self.kernel_gamma, self.standardize, self.seed + i,
-                               self.chunk_size) for i, V in enumerate((X, Y))]
-        self._solve(Moments.of(self.maps_[0].rows(X), self.maps_[1].rows(Y), self.chunk_size), "total",
-                    self.shrinkage)
+        maps = [Nystroem(V, self.kernel_landmarks, self.kernel_gamma, self.standardize, self.seed + i,
+                         self.chunk_size) for i, V in enumerate((X, Y))]
+        return maps, Moments.of(maps[0].rows(X), maps[1].rows(Y), self.chunk_size)
+
+    def fit_mapped(self, mapped: tuple[list["Nystroem"], Moments]) -> "KernelCCA":
+        """Fit from ``mapped(X, Y)`` of a model with the same ``map_settings``."""
+        maps, moments = mapped
+        self.maps_ = list(maps)
+        self._solve(moments, "total", self.shrinkage)  # each view's eigendecomposition is kept on ``moments``
         return self._finish()
+
+    def map_settings(self) -> tuple:
+        """What the maps depend on: every parameter but the shrinkage and n_components."""
+        return tuple(sorted((k, v) for k, v in self.get_params().items() if k not in ("shrinkage", "n_components")))
+
+
+class Mapped:
+    """``est -> est.mapped(X, Y)`` for kernel models fitted on the same pairs, computed once per ``map_settings``."""
+
+    def __init__(self, X, Y):
+        self.X, self.Y, self._done = X, Y, {}
+
+    def __call__(self, est: KernelCCA) -> tuple[list["Nystroem"], Moments]:
+        settings = est.map_settings()
+        if settings not in self._done:
+            self._done[settings] = est.mapped(self.X, self.Y)
+        return self._done[settings]
 
 
 class Nystroem:

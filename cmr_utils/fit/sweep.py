@@ -7,6 +7,7 @@ import pandas as pd
 from cmr_utils.cluster import connect
 from cmr_utils.fit import make, params_of
 from cmr_utils.fit.cache import fit_cached, moments_cached
+from cmr_utils.fit.kernel import Mapped
 from cmr_utils.fit.space import Space
 from cmr_utils.io import key, save_json
 from cmr_utils.run_dir import RunDir
@@ -36,9 +37,10 @@ def fit(run_dir, cache_dir, grid: list[Space], cluster=None, progress=True) -> p
             X, Y, _ = run.pairs(kind, "train")
             keys = manifest["image"]["train"], manifest["text"][kind]["train"]
             moments = functools.cache(lambda: moments_cached(cache_dir, *keys, X, Y, client, progress))  # noqa: B023
+            mapped = Mapped(X, Y)  # the kernel models' maps, once for all their shrinkages
             for point in grid:
                 params = params_of(point)
-                est, path = fit_cached(cache_dir, *keys, X, Y, moments, **params)
+                est, path = fit_cached(cache_dir, *keys, X, Y, moments, mapped, **params)
                 entries.append({"text_kind": kind, "model": params["model"], "shrinkage": float(point.shrinkage),
                                 "latent_dim": point.n_components, "n_components": est.n_components_,
                                 "train_pairs": len(X), "top_corr": float(est.corrs_[0]), "params": params,
