@@ -88,11 +88,11 @@ def test_space_page_is_offline_and_switches_kinds(run_dir, tmp_path):
     assert 'src="data:image/jpeg;base64,' in got["hovered"] and "photo point" in got["hovered"] and got["points"] == len(search.load(run_dir).index)
 
 
-def synthetic_results(dims=(10, 50)):
-    """results.csv rows for two kinds, cca and ridge, where larger dimensions rank better."""
+def synthetic_results(dims=(10, 50), kinds=("title", "ingredients")):
+    """results.csv rows for ``kinds`` (two by default), cca and ridge, where larger dimensions rank better."""
     rows = []
     for kind, model, dim, split, direction in itertools.product(
-            ["title", "ingredients"], ["cca", "ridge"], dims, ["val", "test"], ["im2recipe", "recipe2im"]):
+            kinds, ["cca", "ridge"], dims, ["val", "test"], ["im2recipe", "recipe2im"]):
         medr = 100 / dim + (model == "cca")
         rows.append({"text_kind": kind, "features": "generated", "image_encoder": "e", "text_encoder": "t",
                      "model": model, "shrinkage": 0.0 if model == "cca" else 0.5, "latent_dim": dim,
@@ -181,3 +181,15 @@ def test_scraped_titles_draw_without_missing_glyphs(tmp_path):
         ax.set_title(caption)
         fig.savefig(tmp_path / "t.png")
     plt.close(fig)
+
+
+def test_the_text_kinds_under_the_recall_bars_do_not_run_into_each_other():
+    """The real-sample default has six kinds: their names side by side once read "concatingredientsinstructions"."""
+    fig = plots.recall_by_kind(synthetic_results(kinds=("title", "ingredients", "instructions", "all", "concat",
+                                                        "lexical")))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        assert len(boxes) == 6
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

@@ -73,7 +73,7 @@ def recall_by_kind(results: pd.DataFrame, split: str = "test"):
             ax.bar(x, [r[f"r{k}"] for r in chosen], width, color=colours[j], label=f"R@{k}, chosen on val")
             ax.scatter(x, [r[f"r{k}"] for r in paper], marker="D", s=22, color="black", zorder=3,
                        label=PAPER_LABEL if any(r.notna().any() for r in paper) else PAPER_LABEL + " (not in this run)")
-        ax.set_xticks(range(len(kinds)), kinds)
+        ax.set_xticks(range(len(kinds)), kinds, rotation=90 if len(kinds) > 4 else 0)  # six names do not fit flat
         ax.set_title(name)
     axes[0].set_ylabel(f"recall (%), {split}")
     legend = dict(zip(*reversed(axes[0].get_legend_handles_labels())))
