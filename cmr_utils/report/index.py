@@ -156,6 +156,9 @@ def _sections(results: pd.DataFrame, head: str | None = None) -> dict:
     }
 
 
+SHORT = {"n_components": "dims used"}  # headers that would not wrap to a narrow column
+
+
 def _interactive(results: pd.DataFrame) -> str:
     """Every row of results.csv as a DataTable (search, per-column filters and order, paging), offline;
     the columns a reader compares first, the rest after."""
@@ -165,12 +168,16 @@ def _interactive(results: pd.DataFrame) -> str:
     same = {c: df[c].iloc[0] for c in df if c not in ("chosen", "medr", "r1", "r5", "r10") and df[c].nunique() == 1}
     note = ("<p class='muted'>The same in every row: " + ", ".join(f"{c.replace('_', ' ')} <code>{html.escape(str(v))}"
             "</code>" for c, v in same.items()) + ".</p>") if same else ""
-    df = df.drop(columns=list(same)).rename(columns=lambda c: c.replace("_", " "))  # fits a laptop's width
+    df = df.drop(columns=list(same)).rename(columns=lambda c: SHORT.get(c, c.replace("_", " ")))  # a laptop's width
+    # the columns after the first ones get no controls (the search box above still reads them): a column's
+    # two controls make it at least ~52 px wide, and the demo's 22 columns then overflowed 1300 px
+    rest = list(range(len(first) - len([c for c in first if c in same]), len(df.columns)))
     return note + itables.to_html_datatable(
         df.round(2), connected=False, table_id="results", showIndex=False, maxBytes=0,
         pageLength=25, lengthMenu=[10, 25, 100, {"label": "All", "value": -1}],
         layout={"topStart": "pageLength", "topEnd": "search", "bottomStart": "info", "bottomEnd": "paging"},
         columnControl=[{"target": 0, "content": []}, {"target": 1, "content": ["order", "searchDropdown"]}],
+        columnDefs=[{"targets": rest, "columnControl": [{"target": 0, "content": []}, {"target": 1, "content": []}]}],
         ordering={"indicators": False, "handler": False},
         classes="display compact cell-border", display_logo_when_loading=False)
 
