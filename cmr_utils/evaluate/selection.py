@@ -62,10 +62,11 @@ def cross_validate(run_dir, scores=("correlation",), bag_sizes=(1000,), n_bags=1
             rest = total - Moments.of(X[out], Y[out]) if total is not None else \
                 Moments.of(X[~out], Yf[~out]) if linear else None
             label, bag = next(iter(protocols(bag_sizes, len(held)).items()))
-            bank = query_bank([(X[~out], Yf[~out])], seed) if corrects_hubness(scores) else None  # the fold's training pairs
-            mapped = Mapped(X[~out], Yf[~out])  # the kernel models' maps, once for all their shrinkages
+            train = X[~out], Yf[~out]  # the fold's training pairs
+            bank = query_bank([train], seed) if corrects_hubness(scores) else None
+            mapped = Mapped(*train)  # the kernel models' maps, once for all their shrinkages
             for group in groups.values():
-                for est, entries in _fold_fits(group, X, Yf, out, rest, mapped):
+                for est, entries in _fold_fits(group, train, rest, mapped):
                     # projected once: a latent dim's vectors are the first columns (as in ``stage``)
                     Zi, Zt = est.transform(X[held], Yf[held])
                     Bi, Bt = est.transform(*bank) if bank is not None else (None, None)
@@ -94,14 +95,14 @@ def _with_lexical_refitted(run, Y: np.ndarray, ids: pd.Series, block: tuple[slic
     return np.hstack([Y[:, :where.start], words, Y[:, where.stop:]])
 
 
-def _fold_fits(group: list[dict], X, Y, out: np.ndarray, rest: Moments | None, mapped: Mapped) -> list[tuple]:
-    """(a model fitted on the rows not ``out``, whose moments are ``rest`` and kernel maps ``mapped``; the
-    entries it serves) for entries that differ only in latent dim: a nested model is fitted once at the
+def _fold_fits(group: list[dict], train: tuple, rest: Moments | None, mapped: Mapped) -> list[tuple]:
+    """(a model fitted on the fold's ``train`` pairs, whose moments are ``rest`` and kernel maps ``mapped``;
+    the entries it serves) for entries that differ only in latent dim: a nested model is fitted once at the
     largest and serves them all."""
     est = make(**{**group[0]["params"], "n_components": max(e["params"]["n_components"] for e in group)})
     if not est.nested:
-        return [(make(**e["params"]).fit(X[~out], Y[~out]), [e]) for e in group]
-    return [(fit_shared(est, X[~out], Y[~out], None if rest is None else lambda: rest, mapped), group)]
+        return [(make(**e["params"]).fit(*train), [e]) for e in group]
+    return [(fit_shared(est, *train, None if rest is None else lambda: rest, mapped), group)]
 
 
 def refit(run_dir, config, bag_sizes=(1000,), n_bags=10, seed=0, client=None) -> pd.DataFrame:

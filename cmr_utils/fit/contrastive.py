@@ -83,10 +83,10 @@ def _info_nce(views, params, rows) -> tuple[float, list[np.ndarray]]:
     scale = min(float(np.exp(log_s)), 100.0)
     cos = a @ b.T
     logits = scale * cos
-    p_rows = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
-    p_cols = np.exp(logits - logsumexp(logits, axis=0, keepdims=True))
+    lse_rows, lse_cols = logsumexp(logits, axis=1, keepdims=True), logsumexp(logits, axis=0, keepdims=True)
+    p_rows, p_cols = np.exp(logits - lse_rows), np.exp(logits - lse_cols)
     n, diag = len(rows), np.trace(logits)
-    loss = ((logsumexp(logits, axis=1).sum() - diag) + (logsumexp(logits, axis=0).sum() - diag)) / (2 * n)
+    loss = ((lse_rows.sum() - diag) + (lse_cols.sum() - diag)) / (2 * n)
     G = (p_rows + p_cols - 2 * np.eye(n)) / (2 * n)  # d loss / d logits
     da, db = scale * G @ b, scale * G.T @ a
     du = [(d - z * (z * d).sum(1, keepdims=True)) / nrm for d, z, nrm in zip((da, db), (a, b), norms)]

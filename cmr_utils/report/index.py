@@ -28,6 +28,7 @@ from cmr_utils.run_dir import as_run
 
 PACKAGES = ("torch", "torchvision", "transformers", "dask", "scikit-learn", "numpy", "pandas", "papermill",
             "itables", "jinja2")
+SHORT = {"n_components": "dims used"}  # results headers that would not wrap to a narrow column
 CONFIG_LABELS = {"point": "grid point", "text_kind": "text kind", "features": "features",
                  "image_encoder": "image encoder", "text_encoder": "text encoder", "model": "model",
                  "shrinkage": "shrinkage", "latent_dim": "latent dim", "score": "score"}
@@ -156,9 +157,6 @@ def _sections(results: pd.DataFrame, head: str | None = None) -> dict:
     }
 
 
-SHORT = {"n_components": "dims used"}  # headers that would not wrap to a narrow column
-
-
 def _interactive(results: pd.DataFrame) -> str:
     """Every row of results.csv as a DataTable (search, per-column filters and order, paging), offline;
     the columns a reader compares first, the rest after."""
@@ -171,7 +169,7 @@ def _interactive(results: pd.DataFrame) -> str:
     df = df.drop(columns=list(same)).rename(columns=lambda c: SHORT.get(c, c.replace("_", " ")))  # a laptop's width
     # the columns after the first ones get no controls (the search box above still reads them): a column's
     # two controls make it at least ~52 px wide, and the demo's 22 columns then overflowed 1300 px
-    rest = list(range(len(first) - len([c for c in first if c in same]), len(df.columns)))
+    rest = list(range(len([c for c in first if c not in same]), len(df.columns)))
     return note + itables.to_html_datatable(
         df.round(2), connected=False, table_id="results", showIndex=False, maxBytes=0,
         pageLength=25, lengthMenu=[10, 25, 100, {"label": "All", "value": -1}],
